@@ -1,0 +1,90 @@
+"""A registry of data sources by name (`digits`, `mnist`, `imagefolder:PATH`, ...).
+
+A source factory is registered under a name or a `prefix:` (for sources that take a path, such as
+`imagefolder:PATH`). Modules of `leannet.data` register themselves when first needed.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from torch.utils.data import Dataset
+
+from leannet.errors import LeannetError
+
+
+@dataclass
+class DataSource:
+    """Train and validation sets with the facts a model needs (classes, channels, image size)."""
+
+    name: str
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    in_channels: int
+    image_size: int
+    task: str = "classify"  # "classify", "multitask" or "detect"
+    class_names: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # task-specific facts (task names, anchors…)
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """How to build a source, what it is, and whether it can be built on this machine."""
+
+    factory: Callable[..., DataSource]
+    description: str
+    available: Callable[[Path | None], bool]
+
+
+_SOURCES: dict[str, SourceEntry] = {}
+_LOADED = False
+
+
+def register_source(name: str, description: str,
+                    available: Callable[[Path | None], bool] = lambda root: True) -> Callable:
+    """Decorator: register a factory `(root: Path | None, arg: str | None, **options) -> DataSource`.
+
+    A name ending in ':' is a prefix source; the text after the colon reaches the factory as `arg`.
+    """
+
+    def decorate(factory: Callable[..., DataSource]) -> Callable[..., DataSource]:
+        _SOURCES[name] = SourceEntry(factory, description, available)
+        return factory
+
+    return decorate
+
+
+def _load_builtin_sources() -> None:
+    """Import every module of `leannet.data` once so their `@register_source` calls run."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    package = importlib.import_module("leannet.data")
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name != "registry":
+            importlib.import_module(f"leannet.data.{info.name}")
+
+
+def list_sources() -> dict[str, SourceEntry]:
+    """All registered sources by name (prefix sources end with ':')."""
+    _load_builtin_sources()
+    return dict(sorted(_SOURCES.items()))
+
+
+def get_source(name: str, root: str | Path | None = None, **options: Any) -> DataSource:
+    """Build the source `name` (or `prefix:ARG`); unknown names list the valid ones."""
+    sources = list_sources()
+    arg = None
+    key = name
+    if name not in sources and ":" in name:
+        key, arg = name.split(":", 1)
+        key += ":"
+    if key not in sources:
+        raise LeannetError(f"unknown data source {name!r}; expected one of {', '.join(sources)}")
+    root_path = Path(root) if root is not None else None
+    return sources[key].factory(root=root_path, arg=arg, **options)

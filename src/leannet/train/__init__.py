@@ -1,0 +1,1 @@
+"""Training: a task-agnostic fit/evaluate loop; tasks supply loss and metrics."""
