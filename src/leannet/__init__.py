@@ -1,0 +1,41 @@
+"""leannet: compact CNNs, multi-task learning and verified iterative structured pruning.
+
+The public API is imported lazily so that `import leannet` and the CLI start fast.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "create_model": "leannet.models",
+    "list_models": "leannet.models",
+    "save": "leannet.io",
+    "load": "leannet.io",
+    "LeannetError": "leannet.errors",
+    "Pruner": "leannet.prune",
+    "Target": "leannet.prune",
+    "PruningPlan": "leannet.prune",
+    "apply_plan": "leannet.prune",
+    "iterative_prune": "leannet.prune.iterative",
+    "HardSharing": "leannet.multitask",
+    "SoftSharing": "leannet.multitask",
+}
+
+_SUBMODULES = {"measure", "io", "models", "nn", "data", "train", "prune", "multitask", "detect",
+               "export", "report"}
+
+__all__ = sorted(_PUBLIC) + ["__version__", "measure"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"leannet.{name}")
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'leannet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

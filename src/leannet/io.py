@@ -1,0 +1,174 @@
+"""Model folders: config.json + weights.safetensors + metrics.json; atomic writes; never unpickles.
+
+A model folder rebuilds its model from JSON alone: the registry name and kwargs, then every
+pruning plan replayed in order, then the weights. Nothing in it can execute code when loaded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from leannet.errors import LeannetError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+METRICS_FILE = "metrics.json"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+
+
+def _version() -> str:
+    from leannet import __version__
+
+    return __version__
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write text to `path` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Write `obj` as indented JSON, atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def prepare_out_dir(path: str | Path, force: bool = False) -> Path:
+    """Create an output folder; refuse one that exists and is not empty unless `force`."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise LeannetError(f"output path {path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise LeannetError(f"output folder {path} already exists and is not empty; "
+                           "pass --force to overwrite it")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def record_plan(model: nn.Module, plan: dict[str, Any]) -> None:
+    """Append a pruning plan (JSON dict) to the model's config so save/load can replay it."""
+    config = getattr(model, "leannet_config", None)
+    if config is not None:
+        config.setdefault("plans", []).append(plan)
+
+
+def save(model: nn.Module, path: str | Path, metrics: dict[str, Any] | None = None) -> Path:
+    """Save a registry-built model as a model folder, replacing any folder there atomically."""
+    config = getattr(model, "leannet_config", None)
+    if config is None:
+        raise LeannetError("only models built by leannet.create_model can be saved as model "
+                           "folders (their architecture must be rebuildable from JSON)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        full_config = {**config, "plans": config.get("plans", []), "leannet_version": _version()}
+        (staging / CONFIG_FILE).write_text(json.dumps(full_config, indent=2) + "\n")
+        tensors = {k: v.detach().to("cpu").clone().contiguous()
+                   for k, v in model.state_dict().items()}
+        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
+        (staging / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2) + "\n")
+        _replace_dir(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move `staging` to `target`, swapping out an existing folder with renames only."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """Read and check a model folder's config.json; refuse pickles and non-folders clearly."""
+    path = Path(path)
+    if not path.is_dir():
+        raise LeannetError(f"{path} is not a model folder (expected a folder with {CONFIG_FILE} "
+                           f"and {WEIGHTS_FILE})")
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        hint = (f"; found {', '.join(pickles)}: pickle files are refused because loading them can "
+                "run arbitrary code") if pickles else ""
+        raise LeannetError(f"{path} has no {CONFIG_FILE}, so it is not a leannet model folder{hint}")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LeannetError(f"{config_path} is not valid JSON ({err})") from None
+    if not isinstance(config, dict) or "name" not in config or "kwargs" not in config:
+        raise LeannetError(f"{config_path} lacks 'name' and 'kwargs' of the architecture")
+    return config
+
+
+def load(path: str | Path) -> nn.Module:
+    """Rebuild a model from its folder: architecture, replayed pruning plans, safetensors weights."""
+    from leannet.models import create_model, model_input_shape
+
+    path = Path(path)
+    config = read_config(path)
+    model = create_model(config["name"], **config["kwargs"])
+    for plan in config.get("plans", []):
+        from leannet.prune import apply_plan
+
+        apply_plan(model, plan, torch.zeros(model_input_shape(model, 2)))
+        record_plan(model, plan)
+    model.load_state_dict(_read_weights(path, model))
+    model.eval()
+    return model
+
+
+def _read_weights(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Load safetensors weights and check names and shapes against the rebuilt model."""
+    weights_path = path / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise LeannetError(f"{path} has no {WEIGHTS_FILE}")
+    try:
+        weights = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise LeannetError(f"{weights_path} is not a valid safetensors file ({err})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}"
+             for k, v in expected.items() if k in weights and weights[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        detail = "; ".join(filter(None, [
+            f"missing {', '.join(missing[:3])}" if missing else "",
+            f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
+            f"shape mismatch {', '.join(wrong[:3])}" if wrong else ""]))
+        raise LeannetError(f"weights in {weights_path} do not match the architecture in "
+                           f"{CONFIG_FILE}: {detail}")
+    return weights
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """The metrics.json of a model folder, or {} when absent."""
+    metrics_path = Path(path) / METRICS_FILE
+    if not metrics_path.is_file():
+        return {}
+    return json.loads(metrics_path.read_text())
