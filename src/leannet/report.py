@@ -1,0 +1,262 @@
+"""A prune run's report: `report.md` with the step table and PNG plots (metric against MACs with
+rollbacks marked, channels per layer before and after, sensitivity curves when present).
+
+Reads the run folder's `result.json` (and `sensitivity.json` when there); every file is written
+atomically, so a failed report leaves the folder as it was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from leannet.errors import LeannetError
+from leannet.io import atomic_write_text
+
+REPORT_FILE = "report.md"
+METRIC_PLOT = "metric_vs_macs.png"
+CHANNELS_PLOT = "channels.png"
+SENSITIVITY_PLOT = "sensitivity.png"
+STEP_COLUMNS = ["step", "status", "target MACs", "metric before fine-tune", "metric",
+                "params", "MACs", "latency (ms)", "seconds"]
+
+
+# ------------------------------------------------------------------------------------ reading
+
+def read_run(run_dir: str | os.PathLike) -> tuple[dict, dict | None]:
+    """The run folder's result.json and sensitivity.json (None when absent), checked."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise LeannetError(f"{run_dir} is not a run folder (expected a folder with result.json)")
+    result = _read_json(run_dir / "result.json", required=True)
+    steps = result.get("steps")
+    if not isinstance(result.get("baseline"), dict) or not isinstance(steps, list):
+        raise LeannetError(f"{run_dir / 'result.json'} is not a prune run result; expected "
+                           "'baseline' and 'steps' (run `leannet prune` first)")
+    _check_entry(result["baseline"], "baseline", run_dir)
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or step.get("status") not in ("accepted", "rolled_back"):
+            raise LeannetError(f"step {index} in {run_dir / 'result.json'} has no status "
+                               "'accepted' or 'rolled_back'")
+        _check_entry(step, f"step {index}", run_dir)
+    sensitivity = _read_json(run_dir / "sensitivity.json", required=False)
+    if sensitivity is not None:
+        _check_sensitivity(sensitivity, run_dir / "sensitivity.json")
+    return result, sensitivity
+
+
+def _check_entry(entry: dict, what: str, run_dir: Path) -> None:
+    """Baseline and steps need a numeric metric and MACs to be plotted."""
+    for key in ("metric", "macs"):
+        if not isinstance(entry.get(key), (int, float)):
+            raise LeannetError(f"{what} in {run_dir / 'result.json'} has no numeric {key!r}")
+
+
+def _check_sensitivity(sensitivity: dict, path: Path) -> None:
+    """Groups must be a dict of lists with one metric per ratio."""
+    ratios, groups = sensitivity.get("ratios"), sensitivity.get("groups")
+    if not isinstance(ratios, list) or not isinstance(groups, dict):
+        raise LeannetError(f"{path} lacks a 'ratios' list and a 'groups' object")
+    for name, values in groups.items():
+        if not isinstance(values, list) or len(values) != len(ratios):
+            raise LeannetError(f"sensitivity group {name!r} in {path} should have one value per "
+                               f"ratio ({len(ratios)})")
+
+
+def _read_json(path: Path, required: bool) -> dict | None:
+    """Parse a JSON object file; a missing optional file is None, anything broken an error."""
+    if not path.is_file():
+        if required:
+            raise LeannetError(f"{path.parent} has no {path.name}, so it is not a prune run "
+                               "folder")
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LeannetError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise LeannetError(f"{path} should hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+# -------------------------------------------------------------------------------------- plots
+
+def _save_figure(fig: Figure, path: Path) -> Path:
+    """Render `fig` to PNG at `path` through a temp file and a rename."""
+    FigureCanvasAgg(fig)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def plot_metric_vs_macs(result: dict, path: Path, metric_name: str = "metric") -> Path:
+    """Metric against MACs: baseline, the accepted path, rolled-back steps as red crosses."""
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.add_subplot()
+    base = result["baseline"]
+    xs, ys = [_mmacs(base)], [base.get("metric")]
+    for step in result["steps"]:
+        x, y = _mmacs(step), step.get("metric")
+        if step["status"] == "accepted":
+            xs.append(x)
+            ys.append(y)
+            if step.get("metric_before_finetune") is not None:
+                ax.plot([x, x], [step["metric_before_finetune"], y], color="0.7", lw=1, zorder=1)
+                ax.scatter([x], [step["metric_before_finetune"]], facecolors="none",
+                           edgecolors="0.5", s=28, zorder=2)
+        else:
+            ax.scatter([x], [y], marker="x", color="tab:red", s=60, zorder=3)
+        ax.annotate(str(step.get("step", "")), (x, y), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    ax.plot(xs, ys, "-o", color="tab:blue", zorder=2)
+    ax.scatter(xs[:1], ys[:1], marker="*", s=160, color="tab:green", zorder=4)
+    handles = [
+        ax.scatter([], [], marker="*", s=120, color="tab:green", label="baseline"),
+        ax.scatter([], [], marker="o", color="tab:blue", label="accepted (after fine-tune)"),
+        ax.scatter([], [], facecolors="none", edgecolors="0.5", label="before fine-tune"),
+        ax.scatter([], [], marker="x", color="tab:red", label="rolled back")]
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.set_xlabel("MACs (millions)")
+    ax.set_ylabel(metric_name)
+    ax.set_title(f"{metric_name} against MACs over the pruning steps")
+    ax.invert_xaxis()  # pruning moves right to left: fewer MACs as the run goes on
+    ax.grid(alpha=0.3)
+    return _save_figure(fig, path)
+
+
+def plot_channels(before: dict[str, int], after: dict[str, int], path: Path) -> Path:
+    """Horizontal bars of output channels per layer, before and after pruning."""
+    layers = list(before) + [name for name in after if name not in before]
+    height = min(0.22 * len(layers) + 1.5, 40.0)
+    fig = Figure(figsize=(7.0, height))
+    ax = fig.add_subplot()
+    positions = range(len(layers))
+    ax.barh([p - 0.2 for p in positions], [before.get(n, 0) for n in layers], height=0.4,
+            color="0.75", label="before")
+    ax.barh([p + 0.2 for p in positions], [after.get(n, 0) for n in layers], height=0.4,
+            color="tab:blue", label="after")
+    ax.set_yticks(list(positions), layers, fontsize=7 if len(layers) > 20 else 9)
+    ax.invert_yaxis()
+    ax.set_xlabel("channels")
+    ax.set_title("Channels per layer before and after pruning")
+    ax.legend(fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return _save_figure(fig, path)
+
+
+def plot_sensitivity(sensitivity: dict, path: Path) -> Path:
+    """One curve per group: metric after pruning that group alone, against the pruned ratio."""
+    ratios = sensitivity.get("ratios", [])
+    fig = Figure(figsize=(7.0, 4.6))
+    ax = fig.add_subplot()
+    for name, values in sensitivity["groups"].items():
+        ax.plot(ratios, values, "-o", ms=3, lw=1, label=name)
+    if sensitivity.get("baseline") is not None:
+        ax.axhline(sensitivity["baseline"], color="k", ls="--", lw=1, label="baseline")
+    ax.set_xlabel("fraction of the group's channels pruned")
+    ax.set_ylabel(sensitivity.get("metric_name", "metric"))
+    ax.set_title("Sensitivity: each group pruned alone, no fine-tuning")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2 if len(sensitivity["groups"]) > 12 else 1,
+              loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _save_figure(fig, path)
+
+
+def _mmacs(entry: dict) -> float | None:
+    macs = entry.get("macs")
+    return None if macs is None else macs / 1e6
+
+
+# ----------------------------------------------------------------------------------- markdown
+
+def _fmt(value: Any, kind: str = "") -> str:
+    """A table cell: '-' for missing, percent fractions, thousands separators for counts."""
+    if value is None:
+        return "-"
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "secs":
+        return f"{float(value):.1f}"
+    if kind == "pct":
+        return f"{100 * float(value):.1f}%"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def step_rows(result: dict) -> list[list[str]]:
+    """One row per step of result.json, rollbacks included, in STEP_COLUMNS order."""
+    return [[_fmt(s.get("step")), s["status"].replace("_", " "),
+             _fmt(s.get("target_macs_fraction"), "pct"), _fmt(s.get("metric_before_finetune")),
+             _fmt(s.get("metric")), _fmt(s.get("params"), "int"), _fmt(s.get("macs"), "int"),
+             _fmt(s.get("latency_ms")), _fmt(s.get("seconds"), "secs")]
+            for s in result["steps"]]
+
+
+def _summary_lines(result: dict, metric_name: str) -> list[str]:
+    """Baseline against final: metric, params, MACs, size, latency, with the ratio kept."""
+    base, final = result["baseline"], result.get("final") or {}
+    rows = []
+    for key, label, kind in [("metric", metric_name, ""), ("params", "params", "int"),
+                             ("macs", "MACs", "int"), ("size_bytes", "size (bytes)", "int"),
+                             ("latency_ms", "latency (ms)", "")]:
+        b, f = base.get(key), final.get(key)
+        ratio = f"{f / b:.3f}" if isinstance(b, (int, float)) and b and f is not None else "-"
+        rows.append([label, _fmt(b, kind), _fmt(f, kind), ratio])
+    reached = result.get("target_reached")
+    return [*_table(["", "baseline", "final", "final / baseline"], rows), "",
+            f"Target reached: **{'yes' if reached else 'no' if reached is not None else '-'}**"]
+
+
+def write_report(run_dir: str | os.PathLike) -> Path:
+    """Write report.md and its PNG plots into a prune run folder; returns the report's path."""
+    run_dir = Path(run_dir)
+    result, sensitivity = read_run(run_dir)
+    metric_name = (result.get("metric_name") or (sensitivity or {}).get("metric_name")
+                   or "metric")
+    steps = result["steps"]
+    lines = [f"# Pruning report: {run_dir.name}", "", "## Summary", "",
+             *_summary_lines(result, metric_name), "", "## Steps", ""]
+    rolled = sum(s["status"] == "rolled_back" for s in steps)
+    lines += [f"{len(steps)} steps, {rolled} rolled back.", ""]
+    lines += _table(STEP_COLUMNS, step_rows(result)) if steps else ["No pruning steps were run."]
+    plot_metric_vs_macs(result, run_dir / METRIC_PLOT, metric_name)
+    lines += ["", f"![{metric_name} against MACs]({METRIC_PLOT})", ""]
+    before, after = result.get("channels_before") or {}, result.get("channels_after") or {}
+    if before or after:
+        plot_channels(before, after, run_dir / CHANNELS_PLOT)
+        lines += ["## Channels per layer", "", f"![channels per layer]({CHANNELS_PLOT})", "",
+                  *_table(["layer", "before", "after"],
+                          [[n, _fmt(before.get(n)), _fmt(after.get(n))]
+                           for n in list(before) + [n for n in after if n not in before]]), ""]
+    if sensitivity is not None:
+        plot_sensitivity(sensitivity, run_dir / SENSITIVITY_PLOT)
+        lines += _sensitivity_lines(sensitivity)
+    return atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines).rstrip() + "\n")
+
+
+def _sensitivity_lines(sensitivity: dict) -> list[str]:
+    """Markdown section: the plot and a table of metric per group and pruned ratio."""
+    ratios = sensitivity.get("ratios", [])
+    header = ["group", *[_fmt(r, "pct") for r in ratios]]
+    rows = [[name, *[_fmt(v) for v in values]] for name, values in sensitivity["groups"].items()]
+    return ["## Sensitivity", "",
+            f"Baseline {sensitivity.get('metric_name', 'metric')}: "
+            f"{_fmt(sensitivity.get('baseline'))}", "",
+            f"![sensitivity curves]({SENSITIVITY_PLOT})", "", *_table(header, rows), ""]
