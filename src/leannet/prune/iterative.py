@@ -1,0 +1,361 @@
+"""Prune, fine-tune, evaluate, repeat: the iterative workflow with an accuracy guard and resume.
+
+Works with any training code: the caller passes plain callables, `finetune(model)` and
+`evaluate(model) -> float | dict[str, float]` (higher is better; a dict gives one metric per task).
+
+The guard is measured against the unpruned baseline: after fine-tuning, every watched metric must
+stay within `max_drop` of its baseline value. A step that breaks the guard is rolled back to the
+last good state and retried with half the step; when the step becomes smaller than `min_step`, the
+run stops and says honestly whether the target was reached.
+
+Every completed attempt (accepted or rolled back) is checkpointed: a model folder of the last good
+state plus `state.json`, both written atomically, so a run killed at any point resumes from its
+last completed attempt. Each attempt reseeds the global RNGs from (seed, attempt), so a resumed run
+ends exactly where an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from leannet import io
+from leannet.errors import LeannetError
+from leannet.measure import count_macs, count_params, latency_ms
+
+DATA_DRIVEN = frozenset({"mean_activation", "apoz", "taylor"})
+SCHEDULES = ("oneshot", "equal", "geometric")
+COSTS = ("macs", "params", "latency", "channels")
+STATE_FILE = "state.json"
+
+Metrics = dict[str, float]
+
+
+@dataclass
+class IterativeResult:
+    """What an iterative run did: baseline and final numbers, every attempt, the target's fate."""
+
+    baseline: dict[str, Any]
+    final: dict[str, Any]
+    steps: list[dict[str, Any]]
+    target_reached: bool
+    cost: str
+    target_fraction: float
+    model: nn.Module | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (without the model)."""
+        return {"baseline": self.baseline, "final": self.final, "steps": self.steps,
+                "target_reached": self.target_reached, "cost": self.cost,
+                "target_fraction": self.target_fraction}
+
+
+def schedule_fractions(target_fraction: float, steps: int, schedule: str) -> list[float]:
+    """Cost fractions of the baseline to reach after each step (the last is the target)."""
+    if schedule not in SCHEDULES:
+        raise LeannetError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+    if schedule == "oneshot" or steps <= 1:
+        return [target_fraction]
+    if schedule == "equal":
+        return [1 - (1 - target_fraction) * k / steps for k in range(1, steps + 1)]
+    return [target_fraction ** (k / steps) for k in range(1, steps + 1)]
+
+
+def target_cost(target: Any) -> tuple[str, float]:
+    """The cost kind a Target constrains and the fraction of it to keep."""
+    chosen = [(name, getattr(target, name, None)) for name in COSTS
+              if getattr(target, name, None) is not None]
+    if len(chosen) != 1:
+        raise LeannetError("an iterative target needs exactly one of macs, params, latency or "
+                           f"channels; got {[name for name, _ in chosen] or 'none'}")
+    name, fraction = chosen[0]
+    if not 0 < fraction < 1:
+        raise LeannetError(f"target {name}={fraction} is impossible or already met; expected a "
+                           "fraction of the baseline between 0 and 1 (e.g. 0.5 keeps half)")
+    return name, float(fraction)
+
+
+class CostMeter:
+    """Measures one model's cost and its parameters, MACs and latency for the step log."""
+
+    def __init__(self, example_inputs: torch.Tensor, latency_runs: int = 20) -> None:
+        self.example_inputs = example_inputs
+        self.latency_runs = latency_runs
+
+    def snapshot(self, model: nn.Module) -> dict[str, Any]:
+        """Params, MACs, median latency and total prunable channels of `model`."""
+        single = self.example_inputs[:1]
+        return {
+            "params": count_params(model),
+            "macs": count_macs(model, single),
+            "latency_ms": round(latency_ms(model, single, runs=self.latency_runs, warmup=3), 4),
+            "channels": sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)),
+        }
+
+
+def _as_metrics(value: float | Mapping[str, float]) -> Metrics:
+    """Evaluate results as a dict; a bare number is the single metric 'metric'."""
+    if isinstance(value, Mapping):
+        return {str(k): float(v) for k, v in value.items()}
+    return {"metric": float(value)}
+
+
+def _guard_limits(max_drop: float | Mapping[str, float], baseline: Metrics) -> Metrics:
+    """Per-metric allowed drop; a single number applies to every metric."""
+    if isinstance(max_drop, Mapping):
+        unknown = sorted(set(max_drop) - set(baseline))
+        if unknown:
+            raise LeannetError(f"max-drop names {', '.join(unknown)}, which evaluate does not "
+                               f"report; it reports {', '.join(baseline)}")
+        limits = {k: float(v) for k, v in max_drop.items()}
+    else:
+        limits = {k: float(max_drop) for k in baseline}
+    negative = [k for k, v in limits.items() if v < 0]
+    if negative:
+        raise LeannetError(f"max-drop must be >= 0, got {limits[negative[0]]} for {negative[0]}")
+    return limits
+
+
+def _summary_metric(metrics: Metrics) -> float:
+    """One number for tables and plots: the single metric, or the mean over tasks."""
+    return float(np.mean(list(metrics.values())))
+
+
+def _reseed(seed: int, attempt: int) -> None:
+    """Seed Python, NumPy and torch from (seed, attempt) so each attempt is reproducible alone."""
+    value = seed * 100_003 + attempt
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+
+
+def _fingerprint(model: nn.Module, settings: dict[str, Any]) -> str:
+    """Identifies a run: the starting architecture and every setting that shapes the result."""
+    config = getattr(model, "leannet_config", {"class": type(model).__name__})
+    blob = json.dumps({"model": config, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class RunSettings:
+    """Everything besides the callables that decides what an iterative run does."""
+
+    criterion: Any = "l1"
+    schedule: str = "equal"
+    steps: int = 5
+    max_drop: float | Mapping[str, float] = 0.01
+    min_step: float = 0.02
+    seed: int = 0
+    verify: bool = True
+    tolerance: float = 0.02
+    pruner_options: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint_fields(self, target: Any) -> dict[str, Any]:
+        """JSON-able view used to tell this run from another in the same folder."""
+        criterion = self.criterion if isinstance(self.criterion, str) else repr(self.criterion)
+        fields = dataclasses.asdict(self) | {"criterion": criterion, "target": repr(target)}
+        fields["max_drop"] = dict(self.max_drop) if isinstance(self.max_drop, Mapping) \
+            else self.max_drop
+        return fields
+
+
+class IterativeRun:
+    """One prune / fine-tune / evaluate run: proposes steps, guards them, checkpoints them."""
+
+    def __init__(self, model: nn.Module, finetune: Callable[[nn.Module], Any],
+                 evaluate: Callable[[nn.Module], float | Mapping[str, float]], target: Any,
+                 example_inputs: torch.Tensor, settings: RunSettings,
+                 calibrate: Callable[[Any], Any] | None = None,
+                 checkpoint_dir: str | Path | None = None,
+                 on_attempt: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        self.model, self.finetune, self.evaluate = model, finetune, evaluate
+        self.target, self.example_inputs, self.settings = target, example_inputs, settings
+        self.calibrate, self.on_attempt = calibrate, on_attempt
+        self.cost, self.target_fraction = target_cost(target)
+        self.plan_points = schedule_fractions(self.target_fraction, settings.steps, settings.schedule)
+        self.meter = CostMeter(example_inputs)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if self.checkpoint_dir is not None and not hasattr(model, "leannet_config"):
+            raise LeannetError("checkpointing needs a model built by leannet.create_model")
+        name = settings.criterion if isinstance(settings.criterion, str) else ""
+        if name in DATA_DRIVEN and calibrate is None:
+            raise LeannetError(f"criterion {name!r} is data-driven: pass calibrate= (a callable "
+                               "that runs pruner.calibrate on validation data)")
+        self.fingerprint = _fingerprint(model, settings.fingerprint_fields(target))
+        self.state: dict[str, Any] = {}
+
+    # -- state -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Measure the baseline and begin a fresh state."""
+        metrics = _as_metrics(self.evaluate(self.model))
+        self.limits = _guard_limits(self.settings.max_drop, metrics)
+        baseline = self.meter.snapshot(self.model) | {
+            "metric": _summary_metric(metrics), "metrics": metrics}
+        self.state = {"fingerprint": self.fingerprint, "baseline": baseline, "pointer": 0,
+                      "attempt": 0, "fraction": 1.0, "last_good": None, "steps": [],
+                      "done": False, "current": baseline}
+
+    def resume(self) -> bool:
+        """Load the last completed attempt from the checkpoint folder; False when there is none."""
+        path = self.checkpoint_dir / STATE_FILE if self.checkpoint_dir else None
+        if path is None or not path.is_file():
+            return False
+        state = json.loads(path.read_text())
+        if state.get("fingerprint") != self.fingerprint:
+            raise LeannetError(f"{self.checkpoint_dir} holds a different run (another model, "
+                               "target or settings); use a new --out folder or drop --resume")
+        self.state = state
+        self.limits = _guard_limits(self.settings.max_drop, state["baseline"]["metrics"])
+        if state["last_good"] is not None:
+            self.model = io.load(self.checkpoint_dir / state["last_good"])
+        return True
+
+    def _checkpoint(self, accepted: bool) -> None:
+        """Save the good model (when it changed), then the state that points at it."""
+        if self.checkpoint_dir is None:
+            return
+        if accepted:
+            name = f"checkpoints/step_{self.state['attempt']:03d}"
+            io.save(self.model, self.checkpoint_dir / name,
+                    metrics=self.state["current"]["metrics"])
+            self.state["last_good"] = name
+        io.atomic_write_json(self.checkpoint_dir / STATE_FILE, self.state)
+
+    # -- one attempt -----------------------------------------------------------------------
+    def _prune_copy(self, proposed: float) -> nn.Module:
+        """A pruned copy of the current model whose cost is about `proposed` of the baseline."""
+        from leannet.prune import Pruner
+
+        candidate = copy.deepcopy(self.model)
+        current = self.state["current"][self.cost] or 1
+        relative = min(1.0, proposed * self.state["baseline"][self.cost] / current)
+        kind = "macs" if self.cost == "latency" else self.cost
+        step_target = dataclasses.replace(self.target, **{self.cost: None, kind: relative})
+        pruner = Pruner(candidate, self.example_inputs, criterion=self.settings.criterion,
+                        **self.settings.pruner_options)
+        if self.calibrate is not None:
+            self.calibrate(pruner)
+        plan = pruner.plan(step_target)
+        pruner.apply(plan, verify=self.settings.verify)
+        io.record_plan(candidate, plan.to_dict())
+        return candidate
+
+    def attempt(self, proposed: float) -> dict[str, Any]:
+        """Prune to `proposed`, fine-tune, evaluate and judge by the guard; returns the record."""
+        started = time.perf_counter()
+        self.state["attempt"] += 1
+        _reseed(self.settings.seed, self.state["attempt"])
+        record: dict[str, Any] = {"step": self.state["attempt"], "cost": self.cost,
+                                  "target_fraction": round(proposed, 6)}
+        if self.cost == "macs":
+            record["target_macs_fraction"] = record["target_fraction"]
+        try:
+            candidate = self._prune_copy(proposed)
+        except LeannetError as err:
+            return record | {"status": "unreachable", "reason": str(err),
+                             "seconds": round(time.perf_counter() - started, 3)}
+        before = _as_metrics(self.evaluate(candidate))
+        self.finetune(candidate)
+        after = _as_metrics(self.evaluate(candidate))
+        baseline = self.state["baseline"]
+        drops = {k: baseline["metrics"][k] - after[k] for k in self.limits}
+        broken = sorted(k for k, drop in drops.items() if drop > self.limits[k] + 1e-9)
+        snapshot = self.meter.snapshot(candidate)
+        record |= snapshot | {
+            "achieved_fraction": round(snapshot[self.cost] / baseline[self.cost], 6),
+            "metric_before_finetune": _summary_metric(before), "metric": _summary_metric(after),
+            "metrics": after, "metrics_before_finetune": before,
+            "status": "rolled_back" if broken else "accepted",
+            "guard_broken_by": broken, "seconds": round(time.perf_counter() - started, 3)}
+        if not broken:
+            self.model = candidate
+            self.state["current"] = snapshot | {"metric": record["metric"], "metrics": after}
+            self.state["fraction"] = record["achieved_fraction"]
+        return record
+
+    # -- the loop --------------------------------------------------------------------------
+    def _next_proposal(self) -> float | None:
+        """The cost fraction to try next, or None when the run is over."""
+        state, tol = self.state, self.settings.tolerance
+        while state["pointer"] < len(self.plan_points) and \
+                state["fraction"] <= self.plan_points[state["pointer"]] + tol:
+            state["pointer"] += 1
+        if state["pointer"] >= len(self.plan_points) or \
+                state["attempt"] >= 4 * len(self.plan_points) + 12:
+            return None
+        goal = self.plan_points[state["pointer"]]
+        limit = state.get("step_limit")
+        proposed = goal if limit is None else max(goal, state["fraction"] - limit)
+        if state["fraction"] - proposed < self.settings.min_step - 1e-12:
+            return None
+        return proposed
+
+    def _after_attempt(self, record: dict[str, Any], previous: float) -> None:
+        """Halve the step after a failure; never loop on a point that brings no progress."""
+        if record["status"] != "accepted":
+            self.state["step_limit"] = (previous - record["target_fraction"]) / 2
+        elif record["achieved_fraction"] >= previous - 1e-4:
+            self.state["pointer"] += 1
+
+    def run(self, resume: bool = False) -> IterativeResult:
+        """Run (or resume) until the target is reached or the step becomes too small."""
+        if not (resume and self.resume()):
+            self.start()
+            self._checkpoint(accepted=False)
+        while not self.state["done"]:
+            proposed = self._next_proposal()
+            if proposed is None:
+                self.state["done"] = True
+                self._checkpoint(accepted=False)
+                break
+            previous = self.state["fraction"]
+            record = self.attempt(proposed)
+            self.state["steps"].append(record)
+            self._after_attempt(record, previous)
+            self._checkpoint(accepted=record["status"] == "accepted")
+            if self.on_attempt is not None:
+                self.on_attempt(record)
+        return self.result()
+
+    def result(self) -> IterativeResult:
+        """The run's outcome; the final model is the last good state."""
+        final = dict(self.state["current"])
+        reached = self.state["fraction"] <= self.target_fraction + self.settings.tolerance
+        return IterativeResult(self.state["baseline"], final, self.state["steps"], reached,
+                               self.cost, self.target_fraction, self.model)
+
+
+def iterative_prune(model: nn.Module, finetune: Callable[[nn.Module], Any],
+                    evaluate: Callable[[nn.Module], float | Mapping[str, float]], target: Any,
+                    example_inputs: torch.Tensor, *, criterion: Any = "l1",
+                    schedule: str = "equal", steps: int = 5,
+                    max_drop: float | Mapping[str, float] = 0.01, min_step: float = 0.02,
+                    calibrate: Callable[[Any], Any] | None = None,
+                    checkpoint_dir: str | Path | None = None, resume: bool = False,
+                    seed: int = 0, verify: bool = True,
+                    pruner_options: dict[str, Any] | None = None,
+                    on_attempt: Callable[[dict[str, Any]], Any] | None = None) -> IterativeResult:
+    """Prune `model` towards `target` in steps, fine-tuning after each, guarded by `max_drop`.
+
+    `target` is a leannet.Target with one of macs / params / latency / channels as the fraction
+    of the baseline to keep. `max_drop` is the allowed absolute drop of the evaluate metric from
+    its baseline value (a dict gives one limit per task). Returns the outcome with the pruned
+    model (`result.model`); the model passed in is left untouched.
+    """
+    if steps < 1:
+        raise LeannetError(f"steps must be at least 1, got {steps}")
+    settings = RunSettings(criterion, schedule, steps, max_drop, min_step, seed, verify,
+                           pruner_options=dict(pruner_options or {}))
+    run = IterativeRun(model, finetune, evaluate, target, example_inputs, settings, calibrate,
+                       checkpoint_dir, on_attempt)
+    return run.run(resume=resume)
