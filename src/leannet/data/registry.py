@@ -6,6 +6,7 @@ A source factory is registered under a name or a `prefix:` (for sources that tak
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,11 @@ def list_sources() -> dict[str, SourceEntry]:
 
 
 def get_source(name: str, root: str | Path | None = None, **options: Any) -> DataSource:
-    """Build the source `name` (or `prefix:ARG`); unknown names list the valid ones."""
+    """Build the source `name` (or `prefix:ARG`); unknown names list the valid ones.
+
+    Options a source does not take (such as `image_size` for a source of fixed size) are dropped;
+    callers check the returned source's facts against what their model needs.
+    """
     sources = list_sources()
     arg = None
     key = name
@@ -87,4 +92,8 @@ def get_source(name: str, root: str | Path | None = None, **options: Any) -> Dat
     if key not in sources:
         raise LeannetError(f"unknown data source {name!r}; expected one of {', '.join(sources)}")
     root_path = Path(root) if root is not None else None
-    return sources[key].factory(root=root_path, arg=arg, **options)
+    factory = sources[key].factory
+    accepted = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        options = {k: v for k, v in options.items() if k in accepted}  # e.g. a fixed image size
+    return factory(root=root_path, arg=arg, **options)
