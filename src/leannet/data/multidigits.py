@@ -1,0 +1,133 @@
+"""MultiMNIST (Sener & Koltun 2018): two digits overlapping on one image, tasks `left` and `right`.
+
+The recipe of their loader: a 36x36 canvas, the left digit at rows and columns 0-28, a randomly
+chosen partner at rows and columns 6-34, the overlap [6:28, 6:28] taking the pixelwise max, then a
+nearest-neighbour resize to 28x28. Built from scikit-learn's bundled `digits` (`multi-digits`,
+upsampled to 28x28 first; for tests and the demo) or from MNIST IDX files (`multi-mnist`).
+Deterministic given `seed`.
+"""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from leannet.data.multilabel import multitask_tensor_source
+from leannet.data.registry import DataSource, register_source
+from leannet.errors import LeannetError
+
+CANVAS, DIGIT, SHIFT, OUT = 36, 28, 6, 28
+TASKS = {"left": 10, "right": 10}
+MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+# PIL's NEAREST resize samples source pixel floor((i + 0.5) * 36 / 28) for output pixel i.
+RESIZE_INDEX = ((np.arange(OUT) + 0.5) * CANVAS / OUT).astype(np.int64)
+
+
+def overlay(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Compose uint8 28x28 digits (N, 28, 28) into (N, 28, 28) MultiMNIST images."""
+    n = len(left)
+    canvas = np.zeros((n, CANVAS, CANVAS), dtype=np.uint8)
+    canvas[:, :DIGIT, :DIGIT] = left
+    canvas[:, SHIFT:SHIFT + DIGIT, SHIFT:SHIFT + DIGIT] = right
+    canvas[:, SHIFT:DIGIT, SHIFT:DIGIT] = np.maximum(left[:, SHIFT:, SHIFT:],
+                                                     right[:, :DIGIT - SHIFT, :DIGIT - SHIFT])
+    return canvas[:, RESIZE_INDEX][:, :, RESIZE_INDEX]
+
+
+def make_pairs(images: np.ndarray, labels: np.ndarray, seed: int, size: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair image i (left) with a random partner (right), as Sener & Koltun do; optional subset.
+
+    Returns (images (N, 28, 28) uint8, left labels, right labels).
+    """
+    rng = np.random.default_rng(seed)
+    n = len(images)
+    left = np.arange(n) if size is None or size >= n else np.sort(rng.choice(n, size, replace=False))
+    right = rng.integers(0, n, size=len(left))
+    return overlay(images[left], images[right]), labels[left], labels[right]
+
+
+def multitask_source(name: str, train: tuple, val: tuple) -> DataSource:
+    """Wrap (images (N, 28, 28), left, right) triples as a multi-task DataSource."""
+    def tensors(images: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple:
+        labels = {"left": torch.from_numpy(left.astype(np.int64)),
+                  "right": torch.from_numpy(right.astype(np.int64))}
+        return torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1), labels
+
+    return multitask_tensor_source(name, tensors(*train), tensors(*val), dict(TASKS))
+
+
+@register_source("multi-digits", "MultiMNIST recipe on scikit-learn's bundled digits (tasks left, "
+                 "right; 28x28)")
+def multi_digits(root: Path | None = None, arg: str | None = None, seed: int = 0,
+                 **_: object) -> DataSource:
+    """Digits upsampled to 28x28, split 80/20 (stratified), then paired within each split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    small = torch.from_numpy(bunch.images).float().unsqueeze(1) / 16
+    big = torch.nn.functional.interpolate(small, size=(DIGIT, DIGIT), mode="bilinear",
+                                          align_corners=False)
+    images = (big.squeeze(1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    train_idx, val_idx = train_test_split(np.arange(len(images)), test_size=0.2, random_state=0,
+                                          stratify=bunch.target)
+    train = make_pairs(images[train_idx], bunch.target[train_idx], seed)
+    val = make_pairs(images[val_idx], bunch.target[val_idx], seed + 1)
+    return multitask_source("multi-digits", train, val)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (gzipped or not) as a uint8 array of its declared shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise LeannetError(f"{path} is not a uint8 IDX file")
+    dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
+    if array.size != int(np.prod(shape)):
+        raise LeannetError(f"{path} is truncated: expected {int(np.prod(shape))} values")
+    return array.reshape(shape)
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    """The IDX file `stem` or `stem.gz` in `folder`."""
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def mnist_folder(root: Path | None) -> Path | None:
+    """The folder holding the four MNIST IDX files: `root` itself or `root/mnist`."""
+    if root is None:
+        return None
+    for folder in (Path(root), Path(root) / "mnist"):
+        if all(_find(folder, stem) for pair in MNIST_FILES.values() for stem in pair):
+            return folder
+    return None
+
+
+@register_source("multi-mnist", "MultiMNIST (Sener & Koltun 2018) from MNIST IDX files at --root",
+                 available=lambda root: mnist_folder(root) is not None)
+def multi_mnist(root: Path | None = None, arg: str | None = None, seed: int = 0,
+                train_size: int | None = None, val_size: int | None = None,
+                **_: object) -> DataSource:
+    """60,000 train / 10,000 test pairs (or random subsets of `train_size` / `val_size`)."""
+    folder = mnist_folder(root)
+    if folder is None:
+        raise LeannetError(f"multi-mnist needs the four MNIST IDX files (train-images-idx3-ubyte"
+                           f"[.gz], ...) in --root or --root/mnist; none found under {root}")
+    splits = {}
+    for split, (images_stem, labels_stem) in MNIST_FILES.items():
+        images, labels = read_idx(_find(folder, images_stem)), read_idx(_find(folder, labels_stem))
+        if images.ndim != 3 or images.shape[1:] != (DIGIT, DIGIT) or len(images) != len(labels):
+            raise LeannetError(f"MNIST files in {folder} have unexpected shapes {images.shape}")
+        size = train_size if split == "train" else val_size
+        splits[split] = make_pairs(images, labels, seed + (split == "val"), size)
+    return multitask_source("multi-mnist", splits["train"], splits["val"])

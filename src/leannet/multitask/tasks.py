@@ -1,0 +1,144 @@
+"""`MultiTask`: the Task protocol over dict outputs and dict targets, one sub-task per name.
+
+Each sub-task (classification by default) gives its own loss and metrics, logged as `left/loss`,
+`left/accuracy`, ...; the losses combine through a weighting scheme; `main_metric` is the mean
+of the sub-tasks' main metrics (`mean_accuracy` for classification), which model selection and
+pruning guards watch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from leannet.errors import LeannetError
+from leannet.multitask.sharing import check_task_names
+from leannet.multitask.weighting import Weighting, make_weighting
+
+
+class ClassifyTask:
+    """Cross-entropy loss and top-1 accuracy for one task's logits."""
+
+    main_metric = "accuracy"
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = float(label_smoothing)
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, targets, label_smoothing=self.label_smoothing)
+
+    def meter(self) -> "ClassifyMeter":
+        return ClassifyMeter()
+
+
+class ClassifyMeter:
+    """Counts correct top-1 predictions."""
+
+    def __init__(self) -> None:
+        self.correct = 0
+        self.total = 0
+
+    def update(self, outputs: Tensor, targets: Tensor) -> None:
+        self.correct += int((outputs.argmax(1) == targets).sum())
+        self.total += int(targets.numel())
+
+    def compute(self) -> dict[str, float]:
+        return {"accuracy": self.correct / max(self.total, 1)}
+
+
+class MultiTask(nn.Module):
+    """Loss and metrics for a model returning {task: output}, with targets {task: target}.
+
+    Targets may hold more tasks than the model (a single-task model on multi-task data): only
+    the model's tasks are used. The module carries the weighting's learnable parameters.
+    """
+
+    def __init__(self, tasks: list[str] | dict[str, Any], weighting: str | Weighting = "fixed",
+                 weights: dict[str, float] | None = None,
+                 subtasks: dict[str, Any] | None = None, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.tasks = check_task_names(tasks, "MultiTask")
+        subtasks = dict(subtasks or {})
+        unknown = [k for k in subtasks if k not in self.tasks]
+        if unknown:
+            raise LeannetError(f"sub-tasks {unknown} are not tasks of the model ({self.tasks})")
+        self.subtasks = {t: subtasks.get(t) or ClassifyTask(label_smoothing) for t in self.tasks}
+        self.weighting = (weighting if isinstance(weighting, Weighting)
+                          else make_weighting(weighting, self.tasks, weights))
+        metrics = {s.main_metric for s in self.subtasks.values()}
+        self.main_metric = f"mean_{metrics.pop()}" if len(metrics) == 1 else "mean_metric"
+        self._epoch_sums = {t: 0.0 for t in self.tasks}
+        self._epoch_batches = 0
+
+    def task_losses(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Each task's own loss."""
+        _check_dicts(outputs, targets, self.tasks)
+        return {t: self.subtasks[t].loss(outputs[t], targets[t]) for t in self.tasks}
+
+    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
+        """The weighted sum of task losses; training-time calls feed DWA's epoch means."""
+        losses = self.task_losses(outputs, targets)
+        if torch.is_grad_enabled():
+            for t, value in losses.items():
+                self._epoch_sums[t] += float(value.detach())
+            self._epoch_batches += 1
+        return self.weighting(losses)
+
+    def on_epoch_end(self, history: list[dict] | None = None) -> None:
+        """Hand the epoch's mean training loss per task to the weighting, then reset."""
+        if self._epoch_batches:
+            means = {t: s / self._epoch_batches for t, s in self._epoch_sums.items()}
+            self.weighting.on_epoch_end(means)
+        self._epoch_sums = {t: 0.0 for t in self.tasks}
+        self._epoch_batches = 0
+
+    def current_weights(self) -> dict[str, float]:
+        """The weight of each task loss now (for logging)."""
+        return self.weighting.weights()
+
+    def meter(self) -> "MultiMeter":
+        return MultiMeter(self)
+
+
+class MultiMeter:
+    """Per-task meters plus each task's mean loss; `compute()` adds the mean of main metrics."""
+
+    def __init__(self, task: MultiTask) -> None:
+        self.task = task
+        self.meters = {t: s.meter() for t, s in task.subtasks.items()}
+        self.loss_sums = {t: 0.0 for t in task.tasks}
+        self.count = 0
+
+    @torch.no_grad()
+    def update(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> None:
+        losses = self.task.task_losses(outputs, targets)
+        n = len(next(iter(targets.values())))
+        for t in self.task.tasks:
+            self.meters[t].update(outputs[t], targets[t])
+            self.loss_sums[t] += float(losses[t]) * n
+        self.count += n
+
+    def compute(self) -> dict[str, float]:
+        result: dict[str, float] = {}
+        mains = []
+        for t in self.task.tasks:
+            values = self.meters[t].compute()
+            values.setdefault("loss", self.loss_sums[t] / max(self.count, 1))
+            result.update({f"{t}/{k}": float(v) for k, v in values.items()})
+            mains.append(float(values[self.task.subtasks[t].main_metric]))
+        result["loss"] = sum(result[f"{t}/loss"] for t in self.task.tasks)
+        result[self.task.main_metric] = sum(mains) / len(mains)
+        return result
+
+
+def _check_dicts(outputs: Any, targets: Any, tasks: list[str]) -> None:
+    """Outputs and targets must be dicts holding every task of the model."""
+    if not isinstance(outputs, dict) or not isinstance(targets, dict):
+        raise LeannetError("a multi-task model needs dict outputs and dict targets "
+                           f"(got {type(outputs).__name__} and {type(targets).__name__})")
+    for where, d in (("outputs", outputs), ("targets", targets)):
+        missing = [t for t in tasks if t not in d]
+        if missing:
+            raise LeannetError(f"{where} lack task(s) {missing}; have {sorted(d)}")
