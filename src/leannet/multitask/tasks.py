@@ -10,42 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leannet.errors import LeannetError
 from leannet.multitask.sharing import check_task_names
 from leannet.multitask.weighting import Weighting, make_weighting
-
-
-class ClassifyTask:
-    """Cross-entropy loss and top-1 accuracy for one task's logits."""
-
-    main_metric = "accuracy"
-
-    def __init__(self, label_smoothing: float = 0.0) -> None:
-        self.label_smoothing = float(label_smoothing)
-
-    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        return F.cross_entropy(outputs, targets, label_smoothing=self.label_smoothing)
-
-    def meter(self) -> "ClassifyMeter":
-        return ClassifyMeter()
-
-
-class ClassifyMeter:
-    """Counts correct top-1 predictions."""
-
-    def __init__(self) -> None:
-        self.correct = 0
-        self.total = 0
-
-    def update(self, outputs: Tensor, targets: Tensor) -> None:
-        self.correct += int((outputs.argmax(1) == targets).sum())
-        self.total += int(targets.numel())
-
-    def compute(self) -> dict[str, float]:
-        return {"accuracy": self.correct / max(self.total, 1)}
+from leannet.train.tasks import ClassificationTask
 
 
 class MultiTask(nn.Module):
@@ -64,7 +34,7 @@ class MultiTask(nn.Module):
         unknown = [k for k in subtasks if k not in self.tasks]
         if unknown:
             raise LeannetError(f"sub-tasks {unknown} are not tasks of the model ({self.tasks})")
-        self.subtasks = {t: subtasks.get(t) or ClassifyTask(label_smoothing) for t in self.tasks}
+        self.subtasks = {t: subtasks.get(t) or ClassificationTask(label_smoothing) for t in self.tasks}
         self.weighting = (weighting if isinstance(weighting, Weighting)
                           else make_weighting(weighting, self.tasks, weights))
         metrics = {s.main_metric for s in self.subtasks.values()}
@@ -86,10 +56,26 @@ class MultiTask(nn.Module):
             self._epoch_batches += 1
         return self.weighting(losses)
 
+    @property
+    def label_smoothing(self) -> float:
+        """Label smoothing of the classification sub-tasks (fit may override it)."""
+        values = [getattr(s, "label_smoothing", 0.0) for s in self.subtasks.values()]
+        return float(values[0]) if values else 0.0
+
+    @label_smoothing.setter
+    def label_smoothing(self, value: float) -> None:
+        for sub in self.subtasks.values():
+            if hasattr(sub, "label_smoothing"):
+                sub.label_smoothing = float(value)
+
     def on_epoch_end(self, history: list[dict] | None = None) -> None:
-        """Hand the epoch's mean training loss per task to the weighting, then reset."""
+        """Log the epoch's per-task training losses and weights in `history[-1]`, adapt, reset."""
         if self._epoch_batches:
             means = {t: s / self._epoch_batches for t, s in self._epoch_sums.items()}
+            if history:
+                weights = self.weighting.weights()
+                history[-1].update({f"{t}/train_loss": means[t] for t in self.tasks})
+                history[-1].update({f"{t}/weight": weights[t] for t in self.tasks})
             self.weighting.on_epoch_end(means)
         self._epoch_sums = {t: 0.0 for t in self.tasks}
         self._epoch_batches = 0
@@ -124,11 +110,12 @@ class MultiMeter:
         result: dict[str, float] = {}
         mains = []
         for t in self.task.tasks:
-            values = self.meters[t].compute()
-            values.setdefault("loss", self.loss_sums[t] / max(self.count, 1))
+            values = dict(self.meters[t].compute())
+            values.pop("val_loss", None)  # logged as `task/loss` below
+            values["loss"] = self.loss_sums[t] / max(self.count, 1)
             result.update({f"{t}/{k}": float(v) for k, v in values.items()})
             mains.append(float(values[self.task.subtasks[t].main_metric]))
-        result["loss"] = sum(result[f"{t}/loss"] for t in self.task.tasks)
+        result["val_loss"] = sum(result[f"{t}/loss"] for t in self.task.tasks)
         result[self.task.main_metric] = sum(mains) / len(mains)
         return result
 
