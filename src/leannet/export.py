@@ -14,7 +14,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -258,3 +258,61 @@ def onnx_latency_ms(path: str | os.PathLike, input_shape: Sequence[int], runs: i
         session.run(None, feed)
         times.append((time.perf_counter() - start) * 1000.0)
     return float(statistics.median(times))
+
+
+# ---------------------------------------------------------------------------- one-call export
+
+EXPORT_FORMATS = ("onnx",)
+
+
+def export_checked(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int],
+                   opset: int = 17, batches: Sequence[int] = (1, 4)) -> dict:
+    """Export to ONNX and check onnxruntime parity before the file appears at `path`: a model
+    that fails parity leaves nothing behind. Returns export info plus max_abs_diff/max_rel_diff."""
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise LeannetError(f"ONNX output path must end in .onnx, got {str(path)!r}")
+    staging = path.with_name(f".{path.stem}.staging-{os.getpid()}.onnx")
+    try:
+        info = export_onnx(model, staging, input_shape, opset=opset)
+        parity = check_onnx_parity(model, staging, input_shape, batches=batches)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    return {**info, "path": str(path), **parity, "size_bytes": path.stat().st_size}
+
+
+# ----------------------------------------------------------------------------------- benchmark
+
+def benchmark_runtimes(model: nn.Module, input_shape: Sequence[int], runs: int = 50,
+                       warmup: int = 5, threads: int | None = None,
+                       weights_path: str | os.PathLike | None = None,
+                       on_stage: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """Params, MACs, file size and median latency of `model` in torch, in torch with BatchNorm
+    folded, and in onnxruntime (exported to a temporary file, parity-checked), side by side."""
+    from leannet.measure import count_macs, count_params, file_size, latency_ms
+
+    if runs < 1 or warmup < 0:
+        raise LeannetError(f"runs must be >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
+    shape = _full_shape(input_shape)
+    stage = on_stage or (lambda name: None)
+    model = model.eval()
+    stage("torch")
+    rows = {"torch": {"params": count_params(model), "macs": count_macs(model, shape),
+                      "size_bytes": file_size(weights_path) if weights_path else None,
+                      "latency_ms": latency_ms(model, shape, runs, warmup, threads)}}
+    stage("torch, BatchNorm folded")
+    folded = fold_batchnorm(model)
+    rows["torch_folded_bn"] = {"params": count_params(folded), "macs": count_macs(folded, shape),
+                               "size_bytes": None,
+                               "latency_ms": latency_ms(folded, shape, runs, warmup, threads)}
+    stage("onnxruntime")
+    with tempfile.TemporaryDirectory(prefix="leannet-bench-") as tmp:
+        info = export_checked(model, Path(tmp) / "model.onnx", shape)
+        rows["onnxruntime"] = {**{k: rows["torch_folded_bn"][k] for k in ("params", "macs")},
+                               "size_bytes": info["size_bytes"],
+                               "latency_ms": onnx_latency_ms(info["path"], shape, runs, warmup,
+                                                             threads),
+                               "max_abs_diff": info["max_abs_diff"],
+                               "max_rel_diff": info["max_rel_diff"]}
+    return rows
