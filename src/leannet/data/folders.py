@@ -1,0 +1,158 @@
+"""Image-folder sources: `imagefolder:PATH` (class subfolders) and `cifar10` (that layout or
+torchvision's on-disk batches). Decoded images are cached as tensors (see `leannet.data.cache`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from leannet.data.cache import cache_dir, cache_key, cached_tensors
+from leannet.data.registry import DataSource, register_source
+from leannet.data.tensors import classification_source
+from leannet.errors import LeannetError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
+TRAIN_NAMES = ("train",)
+VAL_NAMES = ("val", "valid", "validation", "test")
+
+
+def class_files(folder: Path) -> dict[str, list[Path]]:
+    """Image files per class subfolder of `folder` (sorted, hidden files skipped)."""
+    classes = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(f for f in sub.iterdir()
+                       if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+        if files:
+            classes[sub.name] = files
+    return classes
+
+
+def split_folders(root: Path) -> tuple[Path, Path] | None:
+    """(train, val) subfolders of `root` when it has both (`val` may be named `test`), else None."""
+    train = next((root / n for n in TRAIN_NAMES if (root / n).is_dir()), None)
+    val = next((root / n for n in VAL_NAMES if (root / n).is_dir()), None)
+    return (train, val) if train and val else None
+
+
+def _read_mode(first: Path):
+    """RGB unless the first image is greyscale, in which case every image is read as grey."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    image = _decode(first, ImageReadMode.UNCHANGED)
+    return ImageReadMode.GRAY if image.shape[0] in (1, 2) else ImageReadMode.RGB
+
+
+def _decode(path: Path, mode) -> torch.Tensor:
+    """Decode one image file to uint8 (C, H, W); a corrupt file is a one-line error naming it."""
+    from torchvision.io import decode_image, read_file
+
+    try:
+        return decode_image(read_file(str(path)), mode=mode)
+    except (RuntimeError, ValueError, OSError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LeannetError(f"cannot decode image {path}: {reason}") from None
+
+
+def decode_all(files: list[Path], size: int, mode, label: str = "decoding") -> torch.Tensor:
+    """Decode and resize `files` to uint8 (N, C, size, size), with a progress bar for many files."""
+    from rich.progress import track
+    from leannet.data.transforms import resize_uint8
+
+    iterator = track(files, description=label, transient=True) if len(files) > 2000 else files
+    images = [resize_uint8(_decode(f, mode).unsqueeze(0), size)[0] for f in iterator]
+    return torch.stack(images)
+
+
+def _fingerprint(folders: list[Path]) -> list:
+    """Paths, modification times and file counts of the class folders: the cache key's content."""
+    marks = []
+    for folder in folders:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            marks.append([str(sub.resolve()), sub.stat().st_mtime_ns, len(list(sub.iterdir()))])
+    return marks
+
+
+def _decode_splits(name: str, train_dir: Path, val_dir: Path | None, size: int | None
+                   ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Decode train (and val) class folders; without a val folder, split 80/20 stratified."""
+    classes = class_files(train_dir)
+    if not classes:
+        raise LeannetError(f"{train_dir} holds no class subfolders with images "
+                           f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+    names = list(classes)
+    first = classes[names[0]][0]
+    mode = _read_mode(first)
+    size = int(size or max(_decode(first, mode).shape[-2:]))
+    def flat(groups):
+        return [f for n in names for f in groups.get(n, [])], \
+               torch.tensor([i for i, n in enumerate(names) for _ in groups.get(n, [])])
+    files, labels = flat(classes)
+    if val_dir is not None:
+        val_classes = class_files(val_dir)
+        unknown = sorted(set(val_classes) - set(names))
+        if unknown:
+            raise LeannetError(f"{val_dir} has classes not in {train_dir}: {', '.join(unknown[:5])}")
+        if not val_classes:
+            raise LeannetError(f"{val_dir} holds no class subfolders with images")
+        val_files, val_labels = flat(val_classes)
+    else:
+        files, labels, val_files, val_labels = _stratified_split(files, labels)
+    tensors = {"train_images": decode_all(files, size, mode, f"decoding {name} train"),
+               "train_labels": labels,
+               "val_images": decode_all(val_files, size, mode, f"decoding {name} val"),
+               "val_labels": val_labels}
+    return tensors, names
+
+
+def _stratified_split(files: list[Path], labels: torch.Tensor):
+    """A fixed 80/20 split that keeps every class in both parts where it has two or more images."""
+    generator = torch.Generator().manual_seed(0)
+    train_idx, val_idx = [], []
+    for label in labels.unique().tolist():
+        idx = (labels == label).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)].tolist()
+        n_val = max(1, round(0.2 * len(idx))) if len(idx) > 1 else 0
+        val_idx += idx[:n_val]
+        train_idx += idx[n_val:]
+    pick = lambda ids: ([files[i] for i in ids], labels[ids])  # noqa: E731
+    return (*pick(sorted(train_idx)), *pick(sorted(val_idx)))
+
+
+def folder_source(name: str, root: Path, image_size: int | None, augment: bool, flip: bool,
+                  padding: int | None = None) -> DataSource:
+    """A classify source from `root` (`train/` + `val|test/`, or class folders split 80/20)."""
+    if not root.is_dir():
+        raise LeannetError(f"data root {root} does not exist or is not a folder")
+    splits = split_folders(root)
+    train_dir, val_dir = splits if splits else (root, None)
+    folders = [train_dir] + ([val_dir] if val_dir else [])
+    key = cache_key(name, str(root.resolve()), image_size, _fingerprint(folders))
+
+    def build():
+        tensors, names = _decode_splits(name, train_dir, val_dir, image_size)
+        return tensors, {"class_names": json.dumps(names)}
+
+    tensors, meta = cached_tensors(name.replace("/", "_").replace(":", "_")[:40], key, build)
+    names = json.loads(meta["class_names"])
+    size = tensors["train_images"].shape[-1]
+    return classification_source(
+        name, (tensors["train_images"], tensors["train_labels"]),
+        (tensors["val_images"], tensors["val_labels"]), names, None,
+        padding=size // 8 if padding is None else padding, flip=flip, augment=augment,
+        extra={"root": str(root)})
+
+
+@register_source("imagefolder:", "any folder of class subfolders: imagefolder:PATH "
+                 "(train/ and val/ or test/ inside, else an 80/20 split)",
+                 available=lambda root: True)
+def imagefolder(root: Path | None = None, arg: str | None = None, image_size: int | None = None,
+                augment: bool = True, flip: bool = False, **_: object) -> DataSource:
+    """Images under PATH/<class>/ (or PATH/train|val/<class>/); no flips unless asked."""
+    if not arg:
+        raise LeannetError("imagefolder needs a path: imagefolder:PATH")
+    path = Path(arg).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    return folder_source(f"imagefolder:{arg}", path, image_size, augment, flip)
