@@ -11,8 +11,8 @@ import torchvision
 from torch import nn
 
 from leannet.errors import LeannetError
-from leannet.export import (check_onnx_parity, export_onnx, flatten_outputs, fold_batchnorm,
-                            onnx_latency_ms)
+from leannet.export import (check_onnx_parity, export_checked, export_onnx, flatten_outputs,
+                            fold_batchnorm, onnx_latency_ms)
 from leannet.models import create_model
 
 SMALL = (1, 1, 32, 32)
@@ -137,8 +137,11 @@ def test_dict_and_tuple_outputs_are_named(tmp_path):
     info = export_onnx(model, path, (1, 1, 12, 12))
     assert info["outputs"] == ["cls", "seg_0", "seg_1"]
     assert [o.name for o in onnx.load(str(path)).graph.output] == ["cls", "seg_0", "seg_1"]
+    model.train()  # export and parity evaluate in eval mode but leave the caller's mode alone
     parity = check_onnx_parity(model, path, (1, 12, 12), batches=(1, 4))
-    assert parity["max_rel_diff"] < 1e-4
+    assert parity["max_rel_diff"] < 1e-4 and model.training
+    info = export_checked(model, tmp_path / "again.onnx", (1, 1, 12, 12))
+    assert info["max_abs_diff"] < 1e-4 and model.training
     assert [n for n, _ in flatten_outputs((torch.zeros(1), torch.zeros(1)))] == [
         "output_0", "output_1"]
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import copy
 import os
+from contextlib import contextmanager
 import statistics
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -129,9 +130,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     path = Path(path)
     if path.suffix != ".onnx":
         raise LeannetError(f"ONNX output path must end in .onnx, got {str(path)!r}")
-    model = model.eval()
     n_bn = _count_bn(model)
-    ready = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
+    ready = (fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()).cpu()
     example = torch.randn(*shape)
     with torch.no_grad():
         names = [name for name, _ in flatten_outputs(ready(example))]
@@ -184,6 +184,17 @@ def _full_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
+@contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the duration, then the caller's training flag back."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def _count_bn(model: nn.Module) -> int:
     return sum(isinstance(m, _BNS) for m in model.modules())
 
@@ -217,12 +228,12 @@ def check_onnx_parity(model: nn.Module, path: str | os.PathLike, input_shape: Se
     session = _session(path)
     names = [o.name for o in session.get_outputs()]
     generator = torch.Generator().manual_seed(seed)
-    model = model.eval()
+    device = next(model.parameters(), torch.empty(0)).device
     max_abs = max_rel = 0.0
     for batch in batches:
         x = torch.randn(batch, *shape, generator=generator)
-        with torch.no_grad():
-            expected = dict(flatten_outputs(model(x)))
+        with torch.no_grad(), _evaluating(model):
+            expected = dict(flatten_outputs(model(x.to(device))))
         got = dict(zip(names, session.run(None, {"input": x.numpy()})))
         if set(got) != set(expected):
             raise LeannetError(f"ONNX outputs {sorted(got)} do not match the model's "
@@ -296,7 +307,6 @@ def benchmark_runtimes(model: nn.Module, input_shape: Sequence[int], runs: int =
         raise LeannetError(f"runs must be >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
     shape = _full_shape(input_shape)
     stage = on_stage or (lambda name: None)
-    model = model.eval()
     stage("torch")
     rows = {"torch": {"params": count_params(model), "macs": count_macs(model, shape),
                       "size_bytes": file_size(weights_path) if weights_path else None,
