@@ -159,6 +159,7 @@ class RunSettings:
     verify: bool = True
     tolerance: float = 0.02
     pruner_options: dict[str, Any] = field(default_factory=dict)
+    run_label: str = ""  # what else identifies the run for --resume (e.g. the data source)
 
     def fingerprint_fields(self, target: Any) -> dict[str, Any]:
         """JSON-able view used to tell this run from another in the same folder."""
@@ -344,7 +345,8 @@ def iterative_prune(model: nn.Module, finetune: Callable[[nn.Module], Any],
                     checkpoint_dir: str | Path | None = None, resume: bool = False,
                     seed: int = 0, verify: bool = True,
                     pruner_options: dict[str, Any] | None = None,
-                    on_attempt: Callable[[dict[str, Any]], Any] | None = None) -> IterativeResult:
+                    on_attempt: Callable[[dict[str, Any]], Any] | None = None,
+                    run_label: str = "") -> IterativeResult:
     """Prune `model` towards `target` in steps, fine-tuning after each, guarded by `max_drop`.
 
     `target` is a leannet.Target with one of macs / params / latency / channels as the fraction
@@ -355,7 +357,7 @@ def iterative_prune(model: nn.Module, finetune: Callable[[nn.Module], Any],
     if steps < 1:
         raise LeannetError(f"steps must be at least 1, got {steps}")
     settings = RunSettings(criterion, schedule, steps, max_drop, min_step, seed, verify,
-                           pruner_options=dict(pruner_options or {}))
+                           pruner_options=dict(pruner_options or {}), run_label=run_label)
     run = IterativeRun(model, finetune, evaluate, target, example_inputs, settings, calibrate,
                        checkpoint_dir, on_attempt)
     return run.run(resume=resume)

@@ -1,0 +1,97 @@
+"""`leannet prune` and `leannet sensitivity`: iterative guarded pruning of a model folder."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from leannet.errors import LeannetError
+
+console = Console()
+
+
+def _target(macs: float | None, params: float | None, latency: float | None,
+            channels: float | None) -> dict[str, float]:
+    """Exactly one target kind, as {kind: fraction to keep}."""
+    given = {k: v for k, v in (("macs", macs), ("params", params), ("latency", latency),
+                               ("channels", channels)) if v is not None}
+    if len(given) != 1:
+        raise LeannetError("give exactly one of --target-macs, --target-params, --target-latency, "
+                           f"--target-channels (got {len(given)})")
+    return given
+
+
+def _print_attempt(record: dict) -> None:
+    """One line per attempt, as the run goes."""
+    status = {"accepted": "[green]accepted[/]", "rolled_back": "[red]rolled back[/]"}.get(
+        record["status"], f"[yellow]{record['status']}[/]")
+    if "metric" not in record:
+        console.print(f"step {record['step']}: {status} ({record.get('reason', '')})")
+        return
+    console.print(
+        f"step {record['step']}: {record['cost']} {record['achieved_fraction']:.3f} of baseline "
+        f"(asked {record['target_fraction']:.3f}), metric {record['metric_before_finetune']:.4f} "
+        f"-> {record['metric']:.4f} after fine-tuning, {status}, {record['seconds']:.1f}s")
+
+
+def print_summary(result: dict) -> None:
+    """Baseline against final: metric, params, MACs, size and latency."""
+    table = Table(title=f"pruned to {result['final']['macs'] / result['baseline']['macs']:.1%} "
+                        f"of MACs; target reached: {result['target_reached']}")
+    for column in ("", "metric", "params", "MACs", "size (KB)", "latency (ms)"):
+        table.add_column(column, justify="right")
+    for label in ("baseline", "final"):
+        row = result[label]
+        table.add_row(label, f"{row['metric']:.4f}", f"{row['params']:,}", f"{row['macs']:,}",
+                      f"{row['size_bytes'] / 1024:.1f}", f"{row['latency_ms']:.3f}")
+    console.print(table)
+
+
+def prune(
+    model: Path = typer.Argument(..., help="model folder to prune"),
+    data: str = typer.Option("digits", help="data source for fine-tuning and evaluation"),
+    data_root: Optional[Path] = typer.Option(None, help="where the data source's files are"),
+    criterion: str = typer.Option("l1", help="l1, l2, mean_activation, apoz, taylor, bn_scale, "
+                                             "fpgm or random"),
+    target_macs: Optional[float] = typer.Option(None, help="fraction of MACs to keep"),
+    target_params: Optional[float] = typer.Option(None, help="fraction of parameters to keep"),
+    target_latency: Optional[float] = typer.Option(None, help="fraction of measured CPU latency"),
+    target_channels: Optional[float] = typer.Option(None, help="fraction of channels to keep"),
+    max_drop: str = typer.Option("0.01", help="allowed absolute metric drop from the baseline; "
+                                              "per task as 'left=0.01,right=0.01'"),
+    steps: int = typer.Option(5, help="number of pruning steps"),
+    schedule: str = typer.Option("equal", help="oneshot, equal or geometric"),
+    finetune_epochs: int = typer.Option(1, help="fine-tuning epochs after each step"),
+    lr: float = typer.Option(0.01, help="fine-tuning learning rate"),
+    batch_size: int = typer.Option(64),
+    round_to: int = typer.Option(1, help="round kept channel counts to a multiple of this"),
+    min_fraction: float = typer.Option(0.0, help="never keep less than this fraction per layer"),
+    task_weights: Optional[str] = typer.Option(None, help="importance weight per task, "
+                                                          "'left=1,right=2'"),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("runs/pruned"), help="run folder"),
+    resume: bool = typer.Option(False, help="continue an interrupted run in --out"),
+    force: bool = typer.Option(False, help="overwrite --out"),
+) -> None:
+    """Prune iteratively (prune, fine-tune, evaluate, repeat) with a guard on the metric."""
+    from leannet.pipeline import PruneJob, parse_task_values, run_prune_job
+
+    weights = parse_task_values(task_weights, "--task-weights")
+    if weights is not None and not isinstance(weights, dict):
+        raise LeannetError("--task-weights needs names, e.g. 'left=1,right=2'")
+    job = PruneJob(model, data, out, data_root, criterion,
+                   _target(target_macs, target_params, target_latency, target_channels),
+                   parse_task_values(max_drop, "--max-drop"), steps, schedule, finetune_epochs,
+                   lr, batch_size, round_to=round_to, min_fraction=min_fraction,
+                   task_weights=weights, resume=resume, force=force, seed=seed)
+    result = run_prune_job(job, on_attempt=_print_attempt)
+    print_summary(result)
+    console.print(f"model: {result['model']}   report: {result['report']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `prune` to the CLI."""
+    app.command()(prune)
