@@ -152,6 +152,8 @@ def test_parity_failure_is_reported(tmp_path):
     export_onnx(model, path, SMALL, dynamic_batch=False)
     with torch.no_grad():
         model.fc.bias.add_(1.0)
+    with pytest.raises(LeannetError, match="onnxruntime failed on a batch of 4"):
+        check_onnx_parity(model, path, SMALL, batches=(1, 4))  # exported with a fixed batch
     with pytest.raises(LeannetError, match="ONNX parity failed"):
         check_onnx_parity(model, path, SMALL, batches=(1,))
 

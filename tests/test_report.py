@@ -1,4 +1,4 @@
-"""Reports of prune runs: report.md with the step table and valid PNG plots, from hand-made files."""
+"""Prune run reports: report.md with the step table and valid PNG plots, from hand-made files."""
 from __future__ import annotations
 
 import json

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 import os
-from contextlib import contextmanager
 import statistics
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -135,19 +135,21 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     example = torch.randn(*shape)
     with torch.no_grad():
         names = [name for name, _ in flatten_outputs(ready(example))]
-    if len(set(names)) != len(names):
-        raise LeannetError(f"model outputs have clashing names {names}; use distinct dict keys")
+    if len(set(names)) != len(names) or "input" in names:
+        raise LeannetError(f"model outputs have clashing names {names}; use distinct dict keys "
+                           "other than 'input'")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         exporter = _export(_FlatOutputs(ready), example, tmp, names, opset, dynamic_batch)
+        written_opset = _opset_of(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return {"path": str(path), "opset": opset, "input_shape": list(shape), "inputs": ["input"],
-            "outputs": names, "dynamic_batch": dynamic_batch, "exporter": exporter,
+    return {"path": str(path), "opset": written_opset, "input_shape": list(shape),
+            "inputs": ["input"], "outputs": names, "dynamic_batch": dynamic_batch, "exporter": exporter,
             "folded_batchnorms": n_bn - _count_bn(ready)}
 
 
@@ -172,6 +174,14 @@ def _export(module: nn.Module, example: torch.Tensor, path: str, names: list[str
             raise LeannetError(f"ONNX export failed: {type(classic_err).__name__}: "
                                f"{classic_err}".splitlines()[0]) from err
         return "dynamo"
+
+
+def _opset_of(path: str) -> int:
+    """The default-domain opset an ONNX file declares (the dynamo exporter may raise it)."""
+    import onnx
+
+    proto = onnx.load(path, load_external_data=False)
+    return max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _full_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -234,7 +244,11 @@ def check_onnx_parity(model: nn.Module, path: str | os.PathLike, input_shape: Se
         x = torch.randn(batch, *shape, generator=generator)
         with torch.no_grad(), _evaluating(model):
             expected = dict(flatten_outputs(model(x.to(device))))
-        got = dict(zip(names, session.run(None, {"input": x.numpy()})))
+        try:
+            got = dict(zip(names, session.run(None, {"input": x.numpy()})))
+        except Exception as err:  # onnxruntime raises its own types, e.g. a fixed batch size
+            raise LeannetError(f"onnxruntime failed on a batch of {batch}: "
+                               f"{err}".splitlines()[0]) from err
         if set(got) != set(expected):
             raise LeannetError(f"ONNX outputs {sorted(got)} do not match the model's "
                                f"{sorted(expected)}")

@@ -1,4 +1,4 @@
-"""`leannet models`: the registered architectures with parameters and MACs at their default input."""
+"""`leannet models`: registered architectures with parameters and MACs at their default input."""
 from __future__ import annotations
 
 import inspect
