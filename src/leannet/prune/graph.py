@@ -1,0 +1,344 @@
+"""Trace a model once with torch.fx and derive its ChannelGroups.
+
+The traced graph is run on the example inputs by an interpreter that computes, beside each real
+value, its channel label (see labels.py). Ops union the atoms that must go together; what ends
+up in one class is one removable channel; classes that share producers form a ChannelGroup.
+"""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from leannet.errors import LeannetError
+from leannet.prune import view_ops  # noqa: F401  (registers the view handlers)
+from leannet.prune.labels import canon, constant, tree_leaves, tree_map
+from leannet.prune.module_ops import find_module_handler
+from leannet.prune.tensor_ops import FUNCTIONS, METHODS
+from leannet.prune.unionfind import UnionFind
+
+OUT_KINDS = ("conv_out", "conv_dw", "convt_out", "linear_out", "norm", "gn", "prelu", "param")
+IN_KINDS = ("conv_in", "convt_in", "linear_in")
+# Which tensors of a module each kind of member slices, and along which dim.
+SLICES = {
+    "conv_out": (("weight", 0), ("bias", 0)), "conv_dw": (("weight", 0), ("bias", 0)),
+    "conv_in": (("weight", 1),), "convt_out": (("weight", 1), ("bias", 0)),
+    "convt_in": (("weight", 0),), "linear_out": (("weight", 0), ("bias", 0)),
+    "linear_in": (("weight", 1),), "prelu": (("weight", 0),), "gn": (("weight", 0), ("bias", 0)),
+    "norm": (("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0)),
+}
+
+
+@dataclass
+class Member:
+    """One slice that loses channels: module `module`'s tensors of `kind`, index i -> atoms[i]."""
+
+    module: str
+    kind: str
+    atoms: np.ndarray
+    param: str | None = None  # for kind "param": the attribute name
+    dim: int = 0              # for kind "param": the sliced dimension
+    feature: tuple[int, np.ndarray] | None = None  # inputs' (dim, atoms) for calibration hooks
+
+    @property
+    def slices(self) -> tuple[tuple[str, int], ...]:
+        """(tensor name, dim) pairs this member cuts."""
+        return ((self.param, self.dim),) if self.kind == "param" else SLICES[self.kind]
+
+    @property
+    def key(self) -> str:
+        return f"{self.module}:{self.kind}:{self.param or ''}"
+
+
+@dataclass
+class ChannelGroup:
+    """Channels that are removed together across producers and consumers, in a fixed order."""
+
+    name: str
+    channels: np.ndarray          # class root of each channel
+    protected: np.ndarray         # bool per channel
+    members: list[Member] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.channels)
+
+    @property
+    def prunable(self) -> int:
+        """How many channels could go (not protected)."""
+        return int((~self.protected).sum())
+
+    def __repr__(self) -> str:
+        return (f"ChannelGroup({self.name!r}, channels={self.size}, prunable={self.prunable}, "
+                f"members={sorted({m.module for m in self.members})})")
+
+
+@dataclass
+class Layer:
+    """A cost-bearing module call: MACs and weights scale with kept out x kept in."""
+
+    module: str
+    out_key: str | None
+    in_key: str | None
+    macs: int
+    weight: int
+    bias: bool
+    full_out: int
+    full_in: int
+    params_per_channel: int = 0
+
+
+class _Tracer(fx.Tracer):
+    """fx tracer that keeps user leaf modules (and remembers where it was when tracing failed)."""
+
+    def __init__(self, leaf_types: tuple, leaf_names: set[str]) -> None:
+        super().__init__()
+        self.leaf_types, self.leaf_names = leaf_types, leaf_names
+        self.current: str | None = None
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if (self.leaf_types and isinstance(m, self.leaf_types)) or qualname in self.leaf_names:
+            return True
+        if find_module_handler(m) is not None and type(m).__module__.startswith("torchvision"):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.current is None:  # the innermost failing block
+                self.current = self.path_of_module(m)
+            raise
+
+
+def trace(model: nn.Module, leaf_modules: Iterable[Any] = ()) -> fx.GraphModule:
+    """Symbolically trace `model` (in training mode, so training-only branches are seen)."""
+    leaves = list(leaf_modules)
+    types = tuple(t for t in leaves if isinstance(t, type))
+    names = {t for t in leaves if isinstance(t, str)}
+    tracer = _Tracer(types, names)
+    modes = {m: m.training for m in model.modules()}
+    model.train()
+    try:
+        graph = tracer.trace(model)
+    except Exception as err:  # noqa: BLE001 - any tracing failure becomes one clear message
+        raise LeannetError(_trace_message(model, tracer, err)) from None
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    return fx.GraphModule(model, graph)
+
+
+def _trace_message(model: nn.Module, tracer: _Tracer, err: Exception) -> str:
+    """One line: which module and source line failed, and the leaf_modules hint."""
+    where = tracer.current or "<top level>"
+    try:
+        block = type(model.get_submodule(tracer.current)).__name__ if tracer.current else \
+            type(model).__name__
+    except AttributeError:
+        block = "?"
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if "/torch/" not in f.filename and "/leannet/prune/" not in f.filename]
+    line = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno} " \
+           f"`{(frames[-1].line or '').strip()}`" if frames else ""
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (f"cannot trace {type(model).__name__} with torch.fx: module {where!r} ({block}){line} "
+            f"failed: {reason}; mark that block a leaf with leaf_modules=[{block}] "
+            "(its channels are then protected)")
+
+
+class _Context:
+    """Shared state of one labelling run: the union-find, members and cost-bearing layers."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        self.uf = UnionFind()
+        self.gm = gm
+        self.modules = dict(gm.named_modules())
+        self.members: dict[str, Member] = {}
+        self.layers: list[Layer] = []
+        self.param_owners: dict[str, int] = {}
+
+    def new_owner(self, name: str) -> int:
+        return self.uf.new_owner(name)
+
+    def const_owner(self, node: fx.Node) -> int:
+        return self.uf.new_owner(f"~{node.name}")
+
+    def add_member(self, module: str, kind: str, atoms: np.ndarray, param: str | None = None,
+                   dim: int = 0, feature: tuple | None = None) -> None:
+        """Record a slice; a module called twice shares weights, so its atoms are unioned."""
+        member = Member(module, kind, np.asarray(atoms, dtype=np.int64), param, dim, feature)
+        old = self.members.get(member.key)
+        if old is None:
+            self.members[member.key] = member
+        elif len(old.atoms) == len(member.atoms):
+            self.uf.union_arrays(old.atoms, member.atoms)
+        else:
+            self.uf.protect(old.atoms)
+            self.uf.protect(member.atoms)
+
+    def add_layer(self, module: str, out_kind: str | None, in_kind: str | None, macs: int = 0,
+                  weight: int = 0, params_per_channel: int = 0, member: str | None = None) -> None:
+        """Record the cost of one call of a conv/linear (or the parameters of a norm)."""
+        m = self.modules[module]
+        out_key = f"{module}:{out_kind or member}:"
+        in_key = f"{module}:{in_kind}:" if in_kind else None
+        full_out = len(self.members[out_key].atoms)
+        full_in = len(self.members[in_key].atoms) if in_key else 1
+        self.layers.append(Layer(module, out_key, in_key, macs, weight,
+                                 getattr(m, "bias", None) is not None, full_out, full_in,
+                                 params_per_channel))
+
+    def unknown(self, node: fx.Node, largs: Any, lkwargs: Any, value: Any) -> Any:
+        """An op we can't follow: protect every channel it touches; outputs are fixed."""
+        for label in tree_leaves(largs) + tree_leaves(lkwargs):
+            if isinstance(label, torch.Tensor):
+                self.uf.protect(label.numpy())
+        return tree_map(lambda v: constant(self.uf, v.dim(), self.const_owner(node))
+                        if isinstance(v, torch.Tensor) else None, value)
+
+    def get_attr(self, node: fx.Node, value: Any) -> Any:
+        """A parameter used directly: its one non-trivial dim becomes a member (layer scale)."""
+        if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.numel() == 1:
+            return None
+        sizes = [d for d in range(value.dim()) if value.shape[d] > 1]
+        if len(sizes) != 1:
+            return constant(self.uf, value.dim(), self.const_owner(node))
+        module, _, attr = node.target.rpartition(".")
+        label, atoms = fresh_param(self, node.target, value, sizes[0])
+        self.add_member(module, "param", atoms, param=attr, dim=sizes[0])
+        return label
+
+
+def fresh_param(ctx: _Context, target: str, value: torch.Tensor, dim: int):
+    """Fresh atoms along a parameter's only non-trivial dimension (reused if read twice)."""
+    from leannet.prune.labels import fresh
+    if target not in ctx.param_owners:
+        label, atoms = fresh(ctx.uf, value.dim(), dim, value.shape[dim], ctx.new_owner(target))
+        ctx.param_owners[target] = atoms[0]
+        return label, atoms
+    start = ctx.param_owners[target]
+    atoms = np.arange(start, start + value.shape[dim])
+    shape = [1] * value.dim()
+    shape[dim] = value.shape[dim]
+    return torch.from_numpy(atoms.copy()).reshape(shape), atoms
+
+
+class _Labeller(fx.Interpreter):
+    """Runs the graph on real inputs and computes each node's channel label beside its value."""
+
+    def __init__(self, gm: fx.GraphModule, ctx: _Context) -> None:
+        super().__init__(gm, garbage_collect_values=True)
+        self.ctx = ctx
+        self.labels: dict[fx.Node, Any] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        if n.op == "output":
+            for label in tree_leaves(fx.node.map_arg(n.args, lambda a: self.labels[a])):
+                if isinstance(label, torch.Tensor):
+                    self.ctx.uf.protect(label.numpy())
+            return super().run_node(n)
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        value = super().run_node(n)
+        largs = fx.node.map_arg(n.args, lambda a: self.labels[a])
+        lkwargs = fx.node.map_arg(n.kwargs, lambda a: self.labels[a])
+        self.labels[n] = self._label(n, args, kwargs, largs, lkwargs, value)
+        return value
+
+    def _label(self, n, args, kwargs, largs, lkwargs, value) -> Any:
+        ctx = self.ctx
+        if n.op == "placeholder":
+            return tree_map(lambda v: constant(ctx.uf, v.dim(), ctx.const_owner(n))
+                            if isinstance(v, torch.Tensor) else None, value)
+        if n.op == "get_attr":
+            return ctx.get_attr(n, value)
+        if n.op == "call_module":
+            module = ctx.modules[n.target]
+            handler = find_module_handler(module)
+            if handler is None or not args or not isinstance(args[0], torch.Tensor):
+                return ctx.unknown(n, largs, lkwargs, value)
+            return handler(ctx, n, n.target, module, args[0], largs[0], value)
+        table = FUNCTIONS if n.op == "call_function" else METHODS
+        handler = table.get(n.target)
+        if handler is None:
+            has_tensor = any(isinstance(v, torch.Tensor) for v in tree_leaves(value))
+            return ctx.unknown(n, largs, lkwargs, value) if has_tensor else None
+        return handler(ctx, n, args, kwargs, largs, lkwargs, value)
+
+
+class ChannelGraph:
+    """The result of analysing a model: members, cost-bearing layers and ChannelGroups."""
+
+    def __init__(self, ctx: _Context, output: Any) -> None:
+        self.uf = ctx.uf
+        self.members = list(ctx.members.values())
+        self.layers = ctx.layers
+        self.output = output
+        self.groups = self._build_groups()
+        self.by_name = {g.name: g for g in self.groups}
+
+    def member_classes(self, member: Member) -> np.ndarray:
+        """Class root of each index of a member."""
+        return self.uf.roots(member.atoms)
+
+    def _build_groups(self) -> list[ChannelGroup]:
+        uf = self.uf
+        order: dict[int, dict[int, None]] = {}
+        owner_of: dict[int, int] = {}
+        for member in self.members:
+            roots = uf.roots(member.atoms)
+            for root, owner in zip(roots, uf.group_of(roots)):
+                order.setdefault(int(owner), {})[int(root)] = None
+                owner_of[int(root)] = int(owner)
+        members_of: dict[int, list[Member]] = {}
+        for member in self.members:
+            for owner in sorted({owner_of[int(r)] for r in uf.roots(member.atoms)}):
+                members_of.setdefault(owner, []).append(member)
+        names = self._owner_names()
+        groups, used = [], set()
+        for owner, roots in sorted(order.items()):
+            channels = np.fromiter(roots, dtype=np.int64)
+            name = names.get(owner, uf.owner_names[owner])
+            while name in used:
+                name += "#"
+            used.add(name)
+            groups.append(ChannelGroup(name, channels, uf.protected[channels].copy(),
+                                       members_of.get(owner, [])))
+        return groups
+
+    def _owner_names(self) -> dict[int, str]:
+        """Each group is named after its first real producer (not an input or a constant)."""
+        names: dict[int, str] = {}
+        for owner, name in enumerate(self.uf.owner_names):
+            root = self.uf.find_owner(owner)
+            if root not in names and not name.startswith("~"):
+                names[root] = name
+        return names
+
+
+def build_graph(model: nn.Module, example_inputs: Any,
+                leaf_modules: Iterable[Any] = ()) -> ChannelGraph:
+    """Trace once and label every tensor; model left in its original train/eval state."""
+    gm = trace(model, leaf_modules)
+    inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    ctx = _Context(gm)
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = _Labeller(gm, ctx).run(*inputs)
+    except LeannetError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LeannetError(f"running {type(model).__name__} on the example inputs failed: "
+                           f"{first}") from None
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    return ChannelGraph(ctx, output)

@@ -1,0 +1,163 @@
+"""The Pruner facade: trace once, score channels, plan to a Target, apply with verification."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from leannet.errors import LeannetError
+from leannet.prune.cost import CostModel
+from leannet.prune.criteria import (DATA_CRITERIA, ActivationStats, calibrate, check_criterion,
+                                    score_groups)
+from leannet.prune.graph import OUT_KINDS, ChannelGraph, ChannelGroup, build_graph
+from leannet.prune.plan import PruningPlan, Target
+from leannet.prune.select import plan_groups, select
+from leannet.prune.verify import remove_channels
+
+
+class Pruner:
+    """Structured channel pruning of any fx-traceable model.
+
+    `ignore`: module names (or modules, or layer types) whose output channels are kept.
+    `global_ranking`: rank channels across all groups (True) or prune each group by the same
+    fraction (False). `task_weights`: per-task weights of a dict-output model's losses (taylor).
+    `leaf_modules`: block types or names not to trace into (their channels are protected).
+    """
+
+    def __init__(self, model: nn.Module, example_inputs: Any, criterion: str | Callable = "l1",
+                 ignore: Iterable[Any] = (), global_ranking: bool = True,
+                 task_weights: dict[str, float] | None = None,
+                 leaf_modules: Iterable[Any] = (), seed: int = 0) -> None:
+        check_criterion(criterion)
+        self.model = model
+        self.example_inputs = example_inputs
+        self.criterion = criterion
+        self.ignore = list(ignore)
+        self.global_ranking = global_ranking
+        self.task_weights = task_weights
+        self.leaf_modules = list(leaf_modules)
+        self.seed = seed
+        self._stats: ActivationStats | None = None
+        self._graph: ChannelGraph | None = None
+        self.graph  # trace now: errors surface at construction
+        self._check_task_weights()
+
+    @property
+    def graph(self) -> ChannelGraph:
+        """The channel graph of the model as it is now (re-traced after apply)."""
+        if self._graph is None:
+            self._graph = build_graph(self.model, self.example_inputs, self.leaf_modules)
+            self._protect_ignored(self._graph)
+        return self._graph
+
+    @property
+    def groups(self) -> list[ChannelGroup]:
+        """Every ChannelGroup (see `.prunable` and `.protected` of each)."""
+        return self.graph.groups
+
+    def _ignored_names(self) -> list[str]:
+        names = []
+        for item in self.ignore:
+            if isinstance(item, str):
+                names.append(item)
+            elif isinstance(item, nn.Module):
+                found = [n for n, m in self.model.named_modules() if m is item]
+                if not found:
+                    raise LeannetError("an ignored module is not part of this model")
+                names += found
+            elif isinstance(item, type):
+                names += [n for n, m in self.model.named_modules() if isinstance(m, item)]
+            else:
+                raise LeannetError(f"ignore entries must be module names, modules or layer "
+                                   f"types; got {item!r}")
+        return names
+
+    def _protect_ignored(self, graph: ChannelGraph) -> None:
+        names = self._ignored_names()
+        if not names:
+            return
+        known = {m.module for m in graph.members}
+        for name in names:
+            if not any(k == name or k.startswith(name + ".") for k in known) and name != "":
+                if name not in dict(self.model.named_modules()):
+                    raise LeannetError(f"ignore: the model has no module {name!r}")
+        for member in graph.members:
+            if member.kind in OUT_KINDS and any(member.module == n or member.module.startswith(
+                    n + ".") or n == "" for n in names):
+                graph.uf.protect(member.atoms)
+        for group in graph.groups:
+            group.protected = graph.uf.protected[graph.uf.roots(group.channels)].copy()
+
+    def _check_task_weights(self) -> None:
+        if self.task_weights is None:
+            return
+        if not isinstance(self.task_weights, dict):
+            raise LeannetError("task_weights must be a dict of task name -> weight")
+        outputs = self.graph.output
+        if not isinstance(outputs, dict):
+            raise LeannetError("task_weights needs a model that returns a dict of task outputs")
+        unknown = sorted(set(self.task_weights) - set(outputs))
+        if unknown:
+            raise LeannetError(f"task_weights names unknown tasks {unknown}; the model's tasks "
+                               f"are {sorted(outputs)}")
+
+    def calibrate(self, loader: Iterable[Any], loss_fn: Callable | None = None,
+                  max_batches: int | None = None) -> "Pruner":
+        """Gather activation statistics over a whole loader (only data criteria need it)."""
+        if callable(self.criterion) or self.criterion not in DATA_CRITERIA:
+            return self
+        self._stats = calibrate(self.model, self.graph, loader, self.criterion, loss_fn,
+                                max_batches, self.task_weights)
+        return self
+
+    def scores(self) -> dict[str, np.ndarray]:
+        """Normalised importance of every channel, per group name."""
+        return score_groups(self.model, self.graph, self.criterion, self._stats, self.seed)
+
+    def plan(self, target: Target) -> PruningPlan:
+        """Which channels go to reach `target`; the model is not touched."""
+        if not isinstance(target, Target):
+            raise LeannetError(f"plan() needs a leannet.Target, got {type(target).__name__}")
+        kind, fraction = target.kind()
+        if kind == "latency":
+            from leannet.prune.latency import plan_for_latency
+            return plan_for_latency(self, target)
+        graph = self.graph
+        scores = self.scores()
+        cost = CostModel(self.model, graph)
+        kept = select(graph, scores, target, cost, self.global_ranking)
+        groups = plan_groups(graph, scores, target, kept)
+        plan = PruningPlan(groups, {"criterion": getattr(self.criterion, "__name__",
+                                                         self.criterion),
+                                    "target": {kind: fraction}})
+        cost.reset()
+        cost.remove(np.nonzero(plan.removed_mask(graph))[0])
+        plan.meta.update({"macs_fraction": cost.macs() / cost.macs0 if cost.macs0 else 1.0,
+                          "params_fraction": cost.params() / cost.params0,
+                          "removed_channels": plan.removed_channels})
+        return plan
+
+    def apply(self, plan: PruningPlan | dict, verify: bool = True) -> nn.Module:
+        """Physically remove the plan's channels; with verify, prove the result exact first.
+        On any error the model is left unchanged."""
+        plan = PruningPlan.from_dict(plan if isinstance(plan, (dict, PruningPlan)) else
+                                     _bad_plan(plan))
+        removed = plan.removed_mask(self.graph)
+        remove_channels(self.model, self.graph, removed, self.example_inputs, verify)
+        self._graph, self._stats = None, None
+        return self.model
+
+
+def _bad_plan(plan: Any) -> dict:
+    raise LeannetError(f"expected a PruningPlan or its dict form, got {type(plan).__name__}")
+
+
+def apply_plan(model: nn.Module, plan: PruningPlan | dict, example_inputs: Any,
+               verify: bool = False, leaf_modules: Iterable[Any] = ()) -> nn.Module:
+    """Replay a plan on a model (e.g. a fresh instance of the same architecture)."""
+    plan = PruningPlan.from_dict(plan if isinstance(plan, (dict, PruningPlan)) else _bad_plan(plan))
+    graph = build_graph(model, example_inputs, leaf_modules)
+    remove_channels(model, graph, plan.removed_mask(graph), example_inputs, verify)
+    return model

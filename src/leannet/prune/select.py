@@ -1,0 +1,175 @@
+"""Choose which channels go: per-group floors and rounding, then global (by normalised score)
+or uniform (same fraction per group) selection until the target cost fraction is reached."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from leannet.errors import LeannetError
+from leannet.prune.cost import CostModel
+from leannet.prune.graph import OUT_KINDS, ChannelGraph, ChannelGroup
+from leannet.prune.plan import Target
+
+
+@dataclass
+class GroupChoice:
+    """One group's options: channel order (least important first) and allowed kept counts."""
+
+    group: ChannelGroup
+    order: np.ndarray      # unprotected positions by ascending score
+    allowed: list[int]     # kept counts allowed, descending, starting with the full size
+    scores: np.ndarray
+
+    def removed_positions(self, kept: int) -> np.ndarray:
+        return self.order[: self.group.size - kept]
+
+    def nearest(self, count: float) -> int:
+        """The allowed kept count closest to `count`."""
+        return min(self.allowed, key=lambda k: (abs(k - count), -k))
+
+
+def _choices(graph: ChannelGraph, scores: dict[str, np.ndarray], target: Target
+             ) -> list[GroupChoice]:
+    out = []
+    for group in graph.groups:
+        n, r = group.size, target.round_to
+        unprotected = np.nonzero(~group.protected)[0]
+        floor = max(target.min_channels, math.ceil(target.min_fraction * n - 1e-9),
+                    n - len(unprotected))
+        floor = math.ceil(floor / r) * r
+        allowed = [n] + [k for k in range((n - 1) // r * r, floor - 1, -r) if 0 < k < n]
+        s = scores[group.name]
+        order = unprotected[np.argsort(s[unprotected], kind="stable")]
+        out.append(GroupChoice(group, order, allowed, s))
+    return out
+
+
+def _override_for(group: ChannelGroup, overrides: dict[str, float]) -> float | None:
+    for key, frac in overrides.items():
+        if group.name == key:
+            return frac
+        for m in group.members:
+            if m.kind in OUT_KINDS and (m.module == key or m.module.startswith(key + ".")):
+                return frac
+    return None
+
+
+def select(graph: ChannelGraph, scores: dict[str, np.ndarray], target: Target, cost: CostModel,
+           global_ranking: bool = True) -> dict[str, int]:
+    """Kept count per group name reaching the target (raises if the floors make it impossible)."""
+    kind, fraction = target.kind()
+    choices = _choices(graph, scores, target)
+    fixed: dict[str, int] = {}
+    free = []
+    for c in choices:
+        frac = _override_for(c.group, target.overrides)
+        if frac is not None:
+            fixed[c.group.name] = c.nearest(frac * c.group.size)
+        elif len(c.allowed) > 1:
+            free.append(c)
+    if fraction >= 1.0:
+        return fixed
+    if global_ranking:
+        kept = _global(choices, free, fixed, kind, fraction, cost)
+    else:
+        kept = _uniform(choices, free, fixed, kind, fraction, cost)
+    return kept
+
+
+def _apply(choices: list[GroupChoice], kept: dict[str, int], cost: CostModel) -> None:
+    cost.reset()
+    for c in choices:
+        k = kept.get(c.group.name, c.group.size)
+        if k < c.group.size:
+            cost.remove(c.group.channels[c.removed_positions(k)])
+
+
+def _total_channels(choices: list[GroupChoice]) -> int:
+    return sum(c.group.size for c in choices if len(c.allowed) > 1)
+
+
+def _meets(choices, kept, kind, fraction, cost) -> tuple[bool, float]:
+    """Whether `kept` reaches the target, and the kept fraction it gives."""
+    if kind == "channels":
+        total = _total_channels(choices)
+        now = sum(kept.get(c.group.name, c.group.size) for c in choices if len(c.allowed) > 1)
+        value = now / total if total else 1.0
+    else:
+        _apply(choices, kept, cost)
+        base = cost.macs0 if kind == "macs" else cost.params0
+        value = cost.value(kind) / base if base else 1.0
+    return value <= fraction + 1e-9, value
+
+
+def _unreachable(kind: str, fraction: float, best: float) -> LeannetError:
+    return LeannetError(f"target {kind}={fraction:g} is not reachable: with these floors, "
+                        f"protected channels and rounding the smallest model keeps {best:.3f} of "
+                        f"the {kind}; ask for at least {math.ceil(best * 1000) / 1000:g}")
+
+
+def _global(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
+    """Units (chunks of round_to channels) of all groups, least important first; the shortest
+    prefix that reaches the target."""
+    units = []
+    for gi, c in enumerate(free):
+        for ui, (a, b) in enumerate(zip(c.allowed, c.allowed[1:])):
+            chunk = c.order[c.group.size - a: c.group.size - b]
+            units.append((float(np.mean(c.scores[chunk])), gi, ui, c.group.name, b))
+
+    def kept_after(count: int) -> dict[str, int]:
+        kept = dict(fixed)
+        for _, _, _, name, b in units[:count]:
+            kept[name] = b
+        return kept
+
+    units.sort(key=lambda u: (u[0], u[1], u[2]))
+    ok, best = _meets(choices, kept_after(len(units)), kind, fraction, cost)
+    if not ok:
+        raise _unreachable(kind, fraction, best)
+    low, high = 0, len(units)
+    while low < high:
+        mid = (low + high) // 2
+        if _meets(choices, kept_after(mid), kind, fraction, cost)[0]:
+            high = mid
+        else:
+            low = mid + 1
+    return kept_after(low)
+
+
+def _uniform(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
+    """The same kept fraction in every group: the largest one that reaches the target."""
+    def kept_at(f: float) -> dict[str, int]:
+        kept = dict(fixed)
+        for c in free:
+            kept[c.group.name] = c.nearest(f * c.group.size)
+        return kept
+
+    ok, best = _meets(choices, kept_at(0.0), kind, fraction, cost)
+    if not ok:
+        raise _unreachable(kind, fraction, best)
+    if kind == "channels":
+        low, high = fraction, fraction
+    else:
+        low, high = 0.0, 1.0
+    for _ in range(30 if kind != "channels" else 0):
+        mid = (low + high) / 2
+        if _meets(choices, kept_at(mid), kind, fraction, cost)[0]:
+            low = mid
+        else:
+            high = mid
+    return kept_at(low)
+
+
+def plan_groups(choices_graph: ChannelGraph, scores: dict[str, np.ndarray], target: Target,
+                kept: dict[str, int]) -> dict[str, dict]:
+    """The plan's JSON groups: kept positions of every group that loses channels."""
+    out = {}
+    for c in _choices(choices_graph, scores, target):
+        k = kept.get(c.group.name, c.group.size)
+        if k < c.group.size:
+            removed = set(c.removed_positions(k).tolist())
+            out[c.group.name] = {"size": c.group.size,
+                                 "keep": [i for i in range(c.group.size) if i not in removed]}
+    return out

@@ -1,0 +1,240 @@
+"""Labels through ops that rearrange elements (view, flatten, permute, cat, chunk, indexing).
+
+The op is applied to the label itself (expanded to the tensor's shape), which gives the right
+index offsets for free. On top, each op adds the constraint that keeps a pruned tensor
+rectangular and the op still meaningful: a split of a channel dimension into factors unions the
+channels across the fixed factors (channel shuffle), chunks union position i of every piece,
+literal slices of a channel dimension protect it.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import torch
+from torch import fx
+
+from leannet.prune.labels import canon, constant, tree_map
+from leannet.prune.tensor_ops import FUNCTIONS, METHODS, _dim_arg
+
+PERMUTING = ("permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "t",
+             "squeeze", "unsqueeze", "expand", "expand_as", "flip", "repeat", "repeat_interleave",
+             "view_as", "reshape_as")
+
+
+def _run_on_label(node, args, kwargs, full, module=None):
+    """Call the node's own op with the label in place of its tensor input."""
+    if module is not None:
+        return module(full)
+    if node.op == "call_method":
+        return getattr(full, node.target)(*args[1:], **kwargs)
+    return node.target(full, *args[1:], **kwargs)
+
+
+def _finish(ctx, result):
+    return tree_map(lambda t: canon(ctx.uf, t.contiguous()) if isinstance(t, torch.Tensor) else None,
+                    result)
+
+
+def permuting(ctx, node, args, kwargs, largs, lkwargs, value, module=None):
+    """Pure rearrangements whose meaning doesn't depend on channel counts."""
+    label = canon(ctx.uf, largs[0])
+    if label is None:
+        return None
+    return _finish(ctx, _run_on_label(node, args, kwargs, label.expand(args[0].shape), module))
+
+
+def _factor_groups(a: tuple, b: tuple) -> list[tuple[list[int], list[int]]]:
+    """Pair runs of input dims with runs of output dims of equal product (a reshape's map)."""
+    groups, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        si, sj, pa, pb = [i], [j], a[i], b[j]
+        i, j = i + 1, j + 1
+        while pa != pb:
+            if pa < pb and i < len(a):
+                pa *= a[i]; si.append(i); i += 1
+            elif j < len(b):
+                pb *= b[j]; sj.append(j); j += 1
+            else:
+                break
+        groups.append((si, sj))
+    if groups:
+        groups[-1][0].extend(range(i, len(a)))
+        groups[-1][1].extend(range(j, len(b)))
+    return groups
+
+
+def _shape_spec(node: fx.Node, args, module=None) -> list[bool] | None:
+    """Which output dims of a view/reshape/unflatten are dynamic (computed, or -1)."""
+    if module is not None:
+        return None if isinstance(module, torch.nn.Flatten) else []
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    if name == "flatten":
+        return None
+    raw = node.args[2] if name == "unflatten" else \
+        (node.args[1] if len(node.args) == 2 else list(node.args[1:]))
+    if isinstance(raw, fx.Node):
+        return []
+    raw = list(raw) if isinstance(raw, (tuple, list)) else [raw]
+    return [isinstance(r, fx.Node) or r == -1 for r in raw]
+
+
+def reshaping(ctx, node, args, kwargs, largs, lkwargs, value, module=None):
+    """view / reshape / flatten / unflatten: merges are free; splits need one dynamic factor."""
+    label = canon(ctx.uf, largs[0])
+    if label is None:
+        return None
+    x = args[0]
+    full = label.expand(x.shape)
+    result = _run_on_label(node, args, kwargs, full, module).contiguous()
+    spec = _shape_spec(node, args, module)
+    dynamic = _dynamic_dims(node, spec, tuple(x.shape), tuple(value.shape), args)
+    for si, sj in _factor_groups(tuple(x.shape), tuple(value.shape)):
+        varying = [d for d in si if label.shape[d] > 1]
+        if not varying or len(si) == len(sj) == 1:
+            continue
+        if len(sj) == 1 and len(varying) == 1:
+            continue  # a merge (flatten): each channel owns a contiguous block
+        if len(si) == 1:
+            free = [d for d in sj if dynamic[d] and value.shape[d] > 1]
+            if len(free) == 1:
+                rows = result.movedim(free[0], 0).reshape(value.shape[free[0]], -1)
+                ctx.uf.union_arrays(rows[:, :1].expand_as(rows).numpy(), rows.numpy())
+                continue
+        ctx.uf.protect(label.numpy())
+    return canon(ctx.uf, result)
+
+
+def _dynamic_dims(node, spec, in_shape, out_shape, args) -> list[bool]:
+    """Per output dim: may its size follow the channel count?"""
+    if spec is None:  # flatten: only merges
+        return [True] * len(out_shape)
+    if node.op != "call_module" and (node.target == "unflatten" or
+                                     getattr(node.target, "__name__", "") == "unflatten"):
+        dim = args[1] % len(in_shape)
+        return [False] * dim + spec + [False] * (len(out_shape) - dim - len(spec))
+    return spec if len(spec) == len(out_shape) else [False] * len(out_shape)
+
+
+def _index_dims(index: Any, ndim: int) -> list[tuple[int, bool]]:
+    """(input dim, whole?) for each dim an indexing expression consumes."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    consuming = sum(1 for it in items if it is not None and it is not Ellipsis)
+    out, dim = [], 0
+    for it in items:
+        if it is None:
+            continue
+        if it is Ellipsis:
+            dim += ndim - consuming
+            continue
+        if isinstance(it, slice):
+            whole = it.start in (None, 0) and it.stop is None and it.step in (None, 1)
+            out.append((dim, whole))
+        elif isinstance(it, torch.Tensor) and it.dtype == torch.bool:
+            out.extend((dim + k, False) for k in range(it.dim()))
+            dim += it.dim() - 1
+        else:
+            out.append((dim, False))
+        dim += 1
+    return out
+
+
+def indexing(ctx, node, args, kwargs, largs, lkwargs, value):
+    """x[...]: slicing a channel dimension with fixed bounds protects it; tuples are indexed."""
+    if not isinstance(args[0], torch.Tensor):
+        return operator.getitem(largs[0], args[1]) if largs[0] is not None else None
+    label = canon(ctx.uf, largs[0])
+    if label is None:
+        return None
+    for dim, whole in _index_dims(args[1], label.dim()):
+        if dim < label.dim() and label.shape[dim] > 1 and not whole:
+            ctx.uf.protect(label.numpy())
+    return permuting(ctx, node, args, kwargs, [label] + list(largs[1:]), lkwargs, value)
+
+
+def narrowing(ctx, node, args, kwargs, largs, lkwargs, value):
+    """narrow / select / index_select / roll / unbind / split / tensor_split: partial channel
+    selections with fixed sizes protect the dimension; split by a computed size acts as chunk."""
+    label = canon(ctx.uf, largs[0])
+    if label is None:
+        return None
+    name = node.target if isinstance(node.target, str) else node.target.__name__
+    default = 0 if name in ("unbind", "split", "tensor_split", "index_select", "narrow",
+                            "select") else None
+    position = {"split": 2, "tensor_split": 2, "roll": 2}.get(name, 1)
+    dim = _dim_arg(args, kwargs, position, default, "dims" if name == "roll" else "dim")
+    dims = list(range(label.dim())) if dim is None else \
+        [d % label.dim() for d in (dim if isinstance(dim, (tuple, list)) else [dim])]
+    if name == "split" and len(node.args) > 1 and isinstance(node.args[1], fx.Node):
+        return chunking(ctx, node, args, kwargs, largs, lkwargs, value, dims[0])
+    if any(label.shape[d] > 1 for d in dims):
+        ctx.uf.protect(label.numpy())
+    return permuting(ctx, node, args, kwargs, [label] + list(largs[1:]), lkwargs, value)
+
+
+def chunking(ctx, node, args, kwargs, largs, lkwargs, value, dim=None):
+    """chunk: position i of every piece goes together, so the pieces stay equal."""
+    label = canon(ctx.uf, largs[0])
+    if label is None:
+        return None
+    x = args[0]
+    dim = (_dim_arg(args, kwargs, 2, 0) if dim is None else dim) % x.dim()
+    sizes = {piece.shape[dim] for piece in value}
+    if label.shape[dim] > 1:
+        if len(sizes) == 1 and x.shape[dim] % len(value) == 0:
+            full = label.expand(x.shape).movedim(dim, 0)
+            pieces = full.reshape(len(value), x.shape[dim] // len(value), -1)
+            ctx.uf.union_arrays(pieces[:1].expand_as(pieces).numpy(), pieces.numpy())
+        else:
+            ctx.uf.protect(label.numpy())
+    return permuting(ctx, node, args, kwargs, [label] + list(largs[1:]), lkwargs, value)
+
+
+def concatenating(ctx, node, args, kwargs, largs, lkwargs, value):
+    """cat / stack: channel concat keeps offsets; joining along another dim unions channels."""
+    stack = (node.target is torch.stack)
+    tensors = args[0]
+    dim = _dim_arg(args, kwargs, 1, 0) % (value.dim())
+    labels = []
+    for t, l in zip(tensors, largs[0]):
+        l = canon(ctx.uf, l) if l is not None else constant(ctx.uf, t.dim(), ctx.const_owner(node))
+        labels.append(l.unsqueeze(dim) if stack else l)
+    shapes = [t.unsqueeze(dim).shape if stack else t.shape for t in tensors]
+    other = any(l.shape[d] > 1 for l in labels for d in range(l.dim()) if d != dim)
+    along = any(l.shape[dim] > 1 for l in labels)
+    if not other:
+        pieces = [l.expand(*[s if d == dim else 1 for d, s in enumerate(shape)])
+                  for l, shape in zip(labels, shapes)]
+        return canon(ctx.uf, torch.cat(pieces, dim))
+    if not along:
+        joined = torch.broadcast_tensors(*labels)
+        for o in joined[1:]:
+            ctx.uf.union_arrays(joined[0].numpy(), o.numpy())
+        return canon(ctx.uf, joined[0].contiguous())
+    for l in labels:
+        ctx.uf.protect(l.numpy())
+    return constant(ctx.uf, value.dim(), ctx.const_owner(node))
+
+
+def _register() -> None:
+    for name in PERMUTING + ("contiguous_view",):
+        METHODS[name] = permuting
+        if hasattr(torch, name):
+            FUNCTIONS[getattr(torch, name)] = permuting
+    for name in ("view", "reshape", "flatten", "unflatten"):
+        METHODS[name] = reshaping
+        if hasattr(torch, name):
+            FUNCTIONS[getattr(torch, name)] = reshaping
+    for name in ("narrow", "select", "index_select", "roll", "unbind", "split", "tensor_split"):
+        METHODS[name] = narrowing
+        FUNCTIONS[getattr(torch, name)] = narrowing
+    METHODS["chunk"] = chunking
+    FUNCTIONS[torch.chunk] = chunking
+    FUNCTIONS[operator.getitem] = indexing
+    METHODS["__getitem__"] = indexing
+    for fn in (torch.cat, torch.concat, torch.concatenate, torch.stack):
+        FUNCTIONS[fn] = concatenating
+
+
+_register()
