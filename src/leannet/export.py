@@ -235,7 +235,7 @@ def check_onnx_parity(model: nn.Module, path: str | os.PathLike, input_shape: Se
     max_rel_diff (max |diff| over max |torch output|, per output) and raises LeannetError when
     max_rel_diff exceeds `rtol`."""
     shape = _full_shape(input_shape)[1:]
-    session = _session(path)
+    session = _session(path, threads=1)  # a correctness check: no thread pool to start or spin
     names = [o.name for o in session.get_outputs()]
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters(), torch.empty(0)).device
