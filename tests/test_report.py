@@ -19,13 +19,16 @@ FINAL = {"metric": 0.962, "params": 52_000, "macs": 1_980_000, "size_bytes": 215
 def _step(n: int, status: str, frac: float, before: float, metric: float, macs: int) -> dict:
     return {"step": n, "status": status, "target_macs_fraction": frac,
             "metric_before_finetune": before, "metric": metric, "metrics": {"accuracy": metric},
-            "params": macs // 40, "macs": macs, "latency_ms": macs / 2.2e6, "seconds": 3.25}
+            "params": macs // 40, "macs": macs, "latency_ms": macs / 2.2e6, "seconds": 3.25,
+            "achieved_fraction": macs / BASE["macs"]}
 
 
 STEPS = [_step(1, "accepted", 0.75, 0.90, 0.968, 3_000_000),
-         _step(2, "rolled_back", 0.5, 0.41, 0.93, 2_000_000),
+         _step(2, "rolled_back", 0.5, 0.41, 0.93, 2_000_000) | {"guard_broken_by": ["accuracy"]},
          _step(3, "accepted", 0.625, 0.88, 0.965, 2_500_000),
-         _step(4, "accepted", 0.5, 0.85, 0.962, 1_980_000)]
+         _step(4, "accepted", 0.5, 0.85, 0.962, 1_980_000),
+         {"step": 5, "status": "unreachable", "target_macs_fraction": 0.4,
+          "reason": "no channel left to prune", "seconds": 0.1}]
 CHANNELS_BEFORE = {"features.0.0": 16, "features.1.conv.0.0": 96, "features.2.conv.0.0": 144}
 CHANNELS_AFTER = {"features.0.0": 16, "features.1.conv.0.0": 48, "features.2.conv.0.0": 64}
 
@@ -34,6 +37,7 @@ def _run_dir(tmp_path, sensitivity: bool = True):
     run = tmp_path / "run"
     run.mkdir()
     result = {"baseline": BASE, "final": FINAL, "steps": STEPS, "target_reached": True,
+              "cost": "macs", "target_fraction": 0.5,
               "channels_before": CHANNELS_BEFORE, "channels_after": CHANNELS_AFTER}
     (run / "result.json").write_text(json.dumps(result))
     if sensitivity:
@@ -66,11 +70,16 @@ def test_report_has_step_table_and_valid_plots(tmp_path):
     start = lines.index(header) + 2
     rows = [line for line in lines[start:start + 10] if line.startswith("| ")]
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows][:len(STEPS)]
-    assert [c[0] for c in cells] == ["1", "2", "3", "4"]
-    assert [c[1] for c in cells] == ["accepted", "rolled back", "accepted", "accepted"]
-    assert cells[1][2] == "50.0%" and cells[1][3] == "0.4100" and cells[1][4] == "0.9300"
-    assert cells[3][6] == "1,980,000"
-    assert "4 steps, 1 rolled back." in text
+    assert [c[0] for c in cells] == ["1", "2", "3", "4", "5"]
+    assert [c[1] for c in cells] == ["accepted", "rolled back", "accepted", "accepted",
+                                     "unreachable"]
+    assert cells[1][2] == "50.0%" and cells[1][3] == "50.0%"
+    assert cells[1][4] == "0.4100" and cells[1][5] == "0.9300"
+    assert cells[1][10] == "drop too large: accuracy"
+    assert cells[3][7] == "1,980,000" and cells[3][9] == "3.2"
+    assert cells[4][5] == "-" and cells[4][10] == "no channel left to prune"
+    assert "5 steps: 3 accepted, 1 rolled back, 1 unreachable." in text
+    assert "Target: 50.0% of the baseline macs. Target reached: **yes**" in text
     assert "| MACs | 4,000,000 | 1,980,000 | 0.495 |" in text
     assert "| features.1.conv.0.0 | 96 | 48 |" in text
     assert "| features.2 | 0.9600 | 0.9000 | 0.3000 |" in text
@@ -82,8 +91,10 @@ def test_report_without_sensitivity_or_steps(tmp_path):
     run = _run_dir(tmp_path, sensitivity=False)
     result = json.loads((run / "result.json").read_text())
     result["steps"], result["target_reached"] = [], False
+    result["baseline"]["metrics"] = {"top1": 0.97}  # the metric is named after the run's one metric
     (run / "result.json").write_text(json.dumps(result))
     text = write_report(run).read_text()
+    assert "| top1 | 0.9700 | 0.9620 | 0.992 |" in text
     assert "No pruning steps were run." in text and "Target reached: **no**" in text
     assert not (run / SENSITIVITY_PLOT).exists() and "Sensitivity" not in text
     _assert_png(run / METRIC_PLOT)

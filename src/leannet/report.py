@@ -22,8 +22,9 @@ REPORT_FILE = "report.md"
 METRIC_PLOT = "metric_vs_macs.png"
 CHANNELS_PLOT = "channels.png"
 SENSITIVITY_PLOT = "sensitivity.png"
-STEP_COLUMNS = ["step", "status", "target MACs", "metric before fine-tune", "metric",
-                "params", "MACs", "latency (ms)", "seconds"]
+STEP_COLUMNS = ["step", "status", "target", "reached", "metric before fine-tune", "metric",
+                "params", "MACs", "latency (ms)", "seconds", "note"]
+PLOTTED = ("accepted", "rolled_back")  # steps with measurements; others (unreachable) are listed
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -40,10 +41,11 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict, dict | None]:
                            "'baseline' and 'steps' (run `leannet prune` first)")
     _check_entry(result["baseline"], "baseline", run_dir)
     for index, step in enumerate(steps):
-        if not isinstance(step, dict) or step.get("status") not in ("accepted", "rolled_back"):
+        if not isinstance(step, dict) or not isinstance(step.get("status"), str):
             raise LeannetError(f"step {index} in {run_dir / 'result.json'} has no status "
-                               "'accepted' or 'rolled_back'")
-        _check_entry(step, f"step {index}", run_dir)
+                               "(accepted, rolled_back, ...)")
+        if step["status"] in PLOTTED:
+            _check_entry(step, f"step {index}", run_dir)
     sensitivity = _read_json(run_dir / "sensitivity.json", required=False)
     if sensitivity is not None:
         _check_sensitivity(sensitivity, run_dir / "sensitivity.json")
@@ -106,7 +108,7 @@ def plot_metric_vs_macs(result: dict, path: Path, metric_name: str = "metric") -
     ax = fig.add_subplot()
     base = result["baseline"]
     xs, ys = [_mmacs(base)], [base.get("metric")]
-    for step in result["steps"]:
+    for step in (s for s in result["steps"] if s["status"] in PLOTTED):
         x, y = _mmacs(step), step.get("metric")
         if step["status"] == "accepted":
             xs.append(x)
@@ -201,12 +203,22 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def step_rows(result: dict) -> list[list[str]]:
-    """One row per step of result.json, rollbacks included, in STEP_COLUMNS order."""
+    """One row per step of result.json, rollbacks included, in STEP_COLUMNS order; target and
+    reached are fractions of the baseline cost (MACs unless the run says otherwise)."""
     return [[_fmt(s.get("step")), s["status"].replace("_", " "),
-             _fmt(s.get("target_macs_fraction"), "pct"), _fmt(s.get("metric_before_finetune")),
+             _fmt(s.get("target_macs_fraction", s.get("target_fraction")), "pct"),
+             _fmt(s.get("achieved_fraction"), "pct"), _fmt(s.get("metric_before_finetune")),
              _fmt(s.get("metric")), _fmt(s.get("params"), "int"), _fmt(s.get("macs"), "int"),
-             _fmt(s.get("latency_ms")), _fmt(s.get("seconds"), "secs")]
+             _fmt(s.get("latency_ms")), _fmt(s.get("seconds"), "secs"), _note(s)]
             for s in result["steps"]]
+
+
+def _note(step: dict) -> str:
+    """Why a step was not accepted: the metrics that broke the guard, or the stated reason."""
+    if step.get("guard_broken_by"):
+        return "drop too large: " + ", ".join(map(str, step["guard_broken_by"]))
+    reason = str(step.get("reason") or "")
+    return (reason[:77] + "...") if len(reason) > 80 else reason.replace("|", "/")
 
 
 def _summary_lines(result: dict, metric_name: str) -> list[str]:
@@ -220,35 +232,62 @@ def _summary_lines(result: dict, metric_name: str) -> list[str]:
         ratio = f"{f / b:.3f}" if isinstance(b, (int, float)) and b and f is not None else "-"
         rows.append([label, _fmt(b, kind), _fmt(f, kind), ratio])
     reached = result.get("target_reached")
+    goal = result.get("target_fraction")
+    target = (f"Target: {_fmt(goal, 'pct')} of the baseline {result.get('cost', 'macs')}. "
+              if isinstance(goal, (int, float)) else "")
     return [*_table(["", "baseline", "final", "final / baseline"], rows), "",
-            f"Target reached: **{'yes' if reached else 'no' if reached is not None else '-'}**"]
+            f"{target}Target reached: "
+            f"**{'yes' if reached else 'no' if reached is not None else '-'}**"]
 
 
 def write_report(run_dir: str | os.PathLike) -> Path:
     """Write report.md and its PNG plots into a prune run folder; returns the report's path."""
     run_dir = Path(run_dir)
     result, sensitivity = read_run(run_dir)
-    metric_name = (result.get("metric_name") or (sensitivity or {}).get("metric_name")
-                   or "metric")
-    steps = result["steps"]
+    metric_name = _metric_name(result, sensitivity)
     lines = [f"# Pruning report: {run_dir.name}", "", "## Summary", "",
-             *_summary_lines(result, metric_name), "", "## Steps", ""]
-    rolled = sum(s["status"] == "rolled_back" for s in steps)
-    lines += [f"{len(steps)} steps, {rolled} rolled back.", ""]
-    lines += _table(STEP_COLUMNS, step_rows(result)) if steps else ["No pruning steps were run."]
+             *_summary_lines(result, metric_name), "", "## Steps", "", *_step_lines(result)]
     plot_metric_vs_macs(result, run_dir / METRIC_PLOT, metric_name)
     lines += ["", f"![{metric_name} against MACs]({METRIC_PLOT})", ""]
     before, after = result.get("channels_before") or {}, result.get("channels_after") or {}
     if before or after:
         plot_channels(before, after, run_dir / CHANNELS_PLOT)
-        lines += ["## Channels per layer", "", f"![channels per layer]({CHANNELS_PLOT})", "",
-                  *_table(["layer", "before", "after"],
-                          [[n, _fmt(before.get(n)), _fmt(after.get(n))]
-                           for n in list(before) + [n for n in after if n not in before]]), ""]
+        lines += _channel_lines(before, after)
     if sensitivity is not None:
         plot_sensitivity(sensitivity, run_dir / SENSITIVITY_PLOT)
         lines += _sensitivity_lines(sensitivity)
     return atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines).rstrip() + "\n")
+
+
+def _step_lines(result: dict) -> list[str]:
+    """A count of steps by status, then the step table."""
+    steps = result["steps"]
+    if not steps:
+        return ["No pruning steps were run."]
+    counts = {status: sum(s["status"] == status for s in steps)
+              for status in dict.fromkeys(s["status"] for s in steps)}
+    summary = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
+    return [f"{len(steps)} steps: {summary}.", "", *_table(STEP_COLUMNS, step_rows(result))]
+
+
+def _channel_lines(before: dict[str, int], after: dict[str, int]) -> list[str]:
+    """Markdown section: the channels plot and a table of channels per layer."""
+    names = list(before) + [n for n in after if n not in before]
+    rows = [[n, _fmt(before.get(n)), _fmt(after.get(n))] for n in names]
+    return ["## Channels per layer", "", f"![channels per layer]({CHANNELS_PLOT})", "",
+            *_table(["layer", "before", "after"], rows), ""]
+
+
+def _metric_name(result: dict, sensitivity: dict | None) -> str:
+    """What 'metric' means: stated, the baseline's only metric, or the mean over its metrics."""
+    if result.get("metric_name"):
+        return str(result["metric_name"])
+    names = list((result["baseline"].get("metrics") or {}))
+    if len(names) == 1 and names[0] != "metric":
+        return names[0]
+    if len(names) > 1:
+        return "mean of " + ", ".join(names)
+    return str((sensitivity or {}).get("metric_name") or "metric")
 
 
 def _sensitivity_lines(sensitivity: dict) -> list[str]:
