@@ -7,6 +7,7 @@ up in one class is one removable channel; classes that share producers form a Ch
 from __future__ import annotations
 
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -116,14 +117,16 @@ class _Tracer(fx.Tracer):
             raise
 
 
-def trace(model: nn.Module, leaf_modules: Iterable[Any] = ()) -> fx.GraphModule:
-    """Symbolically trace `model` (in training mode, so training-only branches are seen)."""
+def trace(model: nn.Module, leaf_modules: Iterable[Any] = (), training: bool = True
+          ) -> fx.GraphModule:
+    """Symbolically trace `model` (by default in training mode, so training-only branches such as
+    auxiliary heads are seen and pruned consistently)."""
     leaves = list(leaf_modules)
     types = tuple(t for t in leaves if isinstance(t, type))
     names = {t for t in leaves if isinstance(t, str)}
     tracer = _Tracer(types, names)
     modes = {m: m.training for m in model.modules()}
-    model.train()
+    model.train(training)
     try:
         graph = tracer.trace(model)
     except Exception as err:  # noqa: BLE001 - any tracing failure becomes one clear message
@@ -323,8 +326,34 @@ class ChannelGraph:
 
 def build_graph(model: nn.Module, example_inputs: Any,
                 leaf_modules: Iterable[Any] = ()) -> ChannelGraph:
-    """Trace once and label every tensor; model left in its original train/eval state."""
-    gm = trace(model, leaf_modules)
+    """Trace once and label every tensor; model left in its original train/eval state.
+
+    The training-mode graph is used when it runs on the example inputs; otherwise (e.g. an
+    auxiliary head that needs bigger inputs) the eval-mode graph, with a warning naming the
+    modules it never calls."""
+    try:
+        return _label_graph(model, trace(model, leaf_modules, True), example_inputs)
+    except LeannetError as err:
+        first = err
+        try:
+            gm = trace(model, leaf_modules, False)
+            graph = _label_graph(model, gm, example_inputs)
+        except LeannetError:
+            raise first from None
+    called = {n.target for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
+    unseen = [name for name, m in model.named_modules() if name and
+              any(True for _ in m.parameters(recurse=False)) and name not in called and
+              not any(c.startswith(name + ".") for c in called)]
+    if unseen:
+        warnings.warn(f"{type(model).__name__}: the training-mode graph does not run on these "
+                      f"inputs ({first}); pruned with the eval-mode graph, in which "
+                      f"{', '.join(unseen[:5])}{'...' if len(unseen) > 5 else ''} never run "
+                      "(they keep their shapes and will not fit the pruned model in training)",
+                      stacklevel=2)
+    return graph
+
+
+def _label_graph(model: nn.Module, gm: fx.GraphModule, example_inputs: Any) -> ChannelGraph:
     inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     ctx = _Context(gm)
     modes = {m: m.training for m in model.modules()}

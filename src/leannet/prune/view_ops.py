@@ -28,6 +28,8 @@ def _run_on_label(node, args, kwargs, full, module=None):
     if module is not None:
         return module(full)
     if node.op == "call_method":
+        if node.target in ("view", "view_as"):
+            full = full.contiguous()
         return getattr(full, node.target)(*args[1:], **kwargs)
     return node.target(full, *args[1:], **kwargs)
 
