@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from leannet.errors import LeannetError
 from leannet.prune.graph import IN_KINDS, ChannelGraph, ChannelGroup, Member
@@ -176,8 +176,9 @@ def _to(obj: Any, device: torch.device) -> Any:
 
 
 class ActivationStats:
-    """Per input channel of every consumer: sum of |x|, zeros, or |sum(x * dL/dx)| per sample,
-    accumulated with hooks over a whole calibration loader."""
+    """Per channel: sum of |x|, non-zeros, or |sum(x * dL/dx)| per sample, accumulated over a
+    whole calibration loader at every activation output (and, for channels that pass no
+    activation, at their consumers' inputs)."""
 
     def __init__(self, criterion: str) -> None:
         self.criterion = criterion
@@ -192,7 +193,7 @@ class ActivationStats:
         self.counts[key] = self.counts.get(key, 0) + count
 
     def observe(self, key: str, dim: int, x: torch.Tensor, grad: torch.Tensor | None) -> None:
-        """Add one batch of a consumer's input (and its gradient, for taylor)."""
+        """Add one batch of observations at one point (and its gradient, for taylor)."""
         x = x.detach().movedim(dim, -1)
         n, c = x.shape[0], x.shape[-1]
         if self.criterion == "taylor":
@@ -206,34 +207,56 @@ class ActivationStats:
             self._accumulate(key, flat.abs().sum(0), flat.shape[0])
 
     def add_to(self, scorer: Scorer) -> None:
-        """Feed the averages into a Scorer (apoz: fraction of non-zeros = 1 - APoZ)."""
-        for key, total in self.sums.items():
-            scorer.add(self.atoms[key], total / max(self.counts[key], 1))
+        """Feed the averages into a Scorer (apoz: fraction of non-zeros = 1 - APoZ):
+        activation points first, consumer inputs only for channels still unscored."""
+        for key in [k for k in self.sums if k.startswith("act:")]:
+            scorer.add(self.atoms[key], self.sums[key] / max(self.counts[key], 1))
+        for key in [k for k in self.sums if k.startswith("in:")]:
+            where = scorer.index[scorer.graph.uf.roots(self.atoms[key])]
+            fresh = (where >= 0) & (scorer.counts[np.maximum(where, 0)] == 0)
+            scorer.add(self.atoms[key][fresh],
+                       (self.sums[key] / max(self.counts[key], 1))[fresh])
+
+
+class _Capture(fx.Interpreter):
+    """Runs the traced graph, handing activation outputs to a callback."""
+
+    def __init__(self, gm: fx.GraphModule, points: dict, seen: Callable) -> None:
+        super().__init__(gm)
+        self.points, self.seen = points, seen
+
+    def run_node(self, n: fx.Node) -> Any:
+        value = super().run_node(n)
+        if n.name in self.points and isinstance(value, torch.Tensor):
+            self.seen(f"act:{n.name}", self.points[n.name][0], value)
+        return value
 
 
 def calibrate(model: nn.Module, graph: ChannelGraph, loader: Any, criterion: str,
               loss_fn: Callable | None = None, max_batches: int | None = None,
               task_weights: dict[str, float] | None = None) -> ActivationStats:
-    """Run the calibration loader through the model with hooks on every consumer's input."""
+    """Run the calibration loader through the traced graph, observing every activation output
+    and every consumer's input."""
     from leannet.prune.progress import progress_iter
 
     stats = ActivationStats(criterion)
-    consumers = [m for m in graph.members if m.feature is not None]
     captured: list[tuple[str, int, torch.Tensor]] = []
+
+    def seen(key: str, dim: int, x: torch.Tensor) -> None:
+        if criterion != "taylor":
+            stats.observe(key, dim, x, None)
+        elif x.requires_grad:
+            captured.append((key, dim, x))
+
+    for name, (dim, atoms) in graph.points.items():
+        stats.atoms[f"act:{name}"] = atoms
     handles = []
-    for member in consumers:
+    for member in (m for m in graph.members if m.feature is not None):
         dim, atoms = member.feature
-        stats.atoms[member.key] = atoms
-
-        def hook(module, inputs, key=member.key, dim=dim):
-            x = inputs[0]
-            if criterion == "taylor":
-                if x.requires_grad:
-                    captured.append((key, dim, x))
-            else:
-                stats.observe(key, dim, x, None)
-
-        handles.append(model.get_submodule(member.module).register_forward_pre_hook(hook))
+        stats.atoms[f"in:{member.key}"] = atoms
+        handles.append(model.get_submodule(member.module).register_forward_pre_hook(
+            lambda module, inputs, key=f"in:{member.key}", dim=dim: seen(key, dim, inputs[0])))
+    runner = _Capture(graph.gm, graph.points, seen)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -245,14 +268,9 @@ def calibrate(model: nn.Module, graph: ChannelGraph, loader: Any, criterion: str
             inputs, targets = _to(inputs, device), _to(targets, device)
             captured.clear()
             with torch.set_grad_enabled(criterion == "taylor"):
-                outputs = model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
+                outputs = runner.run(*(inputs if isinstance(inputs, (tuple, list)) else [inputs]))
                 if criterion == "taylor":
-                    loss = _loss(outputs, targets, loss_fn, task_weights)
-                    grads = torch.autograd.grad(loss, [x for _, _, x in captured],
-                                                allow_unused=True)
-                    for (key, dim, x), g in zip(captured, grads):
-                        if g is not None:
-                            stats.observe(key, dim, x, g)
+                    _taylor_step(stats, captured, _loss(outputs, targets, loss_fn, task_weights))
             stats.batches += 1
     finally:
         captured.clear()
@@ -264,6 +282,14 @@ def calibrate(model: nn.Module, graph: ChannelGraph, loader: Any, criterion: str
         raise LeannetError("the calibration loader gave no batches; pass a loader with data")
     return stats
 
+
+def _taylor_step(stats: ActivationStats, captured: list, loss: torch.Tensor) -> None:
+    """Gradients of the loss at every captured point, accumulated as |a * g|."""
+    if not captured:
+        return
+    grads = torch.autograd.grad(loss, [x for _, _, x in captured], allow_unused=True)
+    for (key, dim, x), g in zip(captured, grads):
+        stats.observe(key, dim, x, g if g is not None else torch.zeros_like(x))
 
 def _loss(outputs: Any, targets: Any, loss_fn: Callable | None,
           task_weights: dict[str, float] | None) -> torch.Tensor:

@@ -165,6 +165,7 @@ class _Context:
         self.members: dict[str, Member] = {}
         self.layers: list[Layer] = []
         self.param_owners: dict[str, int] = {}
+        self.points: dict[str, tuple[int, np.ndarray]] = {}  # activation node -> (dim, atoms)
 
     def new_owner(self, name: str) -> int:
         return self.uf.new_owner(name)
@@ -251,7 +252,16 @@ class _Labeller(fx.Interpreter):
         largs = fx.node.map_arg(n.args, lambda a: self.labels[a])
         lkwargs = fx.node.map_arg(n.kwargs, lambda a: self.labels[a])
         self.labels[n] = self._label(n, args, kwargs, largs, lkwargs, value)
+        if _is_activation(n, self.ctx.modules) and isinstance(self.labels[n], torch.Tensor):
+            self._record_point(n, self.labels[n], value)
         return value
+
+    def _record_point(self, n: fx.Node, label: torch.Tensor, value: torch.Tensor) -> None:
+        """Remember an activation output whose one varying dim holds channels (for apoz...)."""
+        label = canon(self.ctx.uf, label)
+        dims = [d for d in range(label.dim()) if label.shape[d] > 1]
+        if len(dims) == 1 and dims[0] > 0:
+            self.ctx.points[n.name] = (dims[0], label.reshape(-1).numpy().copy())
 
     def _label(self, n, args, kwargs, largs, lkwargs, value) -> Any:
         ctx = self.ctx
@@ -274,6 +284,20 @@ class _Labeller(fx.Interpreter):
         return handler(ctx, n, args, kwargs, largs, lkwargs, value)
 
 
+_ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+                       nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardtanh, nn.PReLU, nn.RReLU)
+_ACTIVATION_FUNCTIONS = {"relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
+                         "silu", "mish", "hardswish", "hardtanh", "prelu"}
+
+
+def _is_activation(n: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Activation outputs are where apoz / mean_activation / taylor observe channels."""
+    if n.op == "call_module":
+        return isinstance(modules.get(n.target), _ACTIVATION_MODULES)
+    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+    return n.op in ("call_function", "call_method") and name in _ACTIVATION_FUNCTIONS
+
+
 class ChannelGraph:
     """The result of analysing a model: members, cost-bearing layers and ChannelGroups."""
 
@@ -282,6 +306,8 @@ class ChannelGraph:
         self.members = list(ctx.members.values())
         self.layers = ctx.layers
         self.output = output
+        self.gm = ctx.gm
+        self.points = ctx.points
         self.groups = self._build_groups()
         self.by_name = {g.name: g for g in self.groups}
 
