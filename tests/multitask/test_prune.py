@@ -107,3 +107,25 @@ def test_per_task_guard_fires_for_the_task_that_drops(digits):
     with pytest.raises(LeannetError, match="max-drop names middle"):
         iterative_prune(model, lambda m: None, per_task, Target(macs=0.5), X,
                         max_drop={"middle": 0.1})
+
+
+def test_iterative_prune_ties_soft_sharing_columns(digits, tmp_path):
+    source, (train, val) = digits
+    model, task = setup.build(source, "simple_cnn", SMALL, "soft", "l2", 1e-2, head_hidden=16)
+
+    def finetune(candidate):  # the penalty needs equal column shapes at every step
+        fit(candidate, train, val, task, 1, lr=0.02, seed=None, progress=False)
+
+    def per_task(candidate):
+        metrics = evaluate(candidate, val, MultiTask(["left", "right"]))
+        return {t: metrics[f"{t}/accuracy"] for t in ("left", "right")}
+
+    outcome = iterative_prune(model, finetune, per_task, Target(macs=0.6), X, criterion="l1",
+                              steps=2, max_drop=1.0, checkpoint_dir=tmp_path / "run")
+    pruned = outcome.model
+    assert outcome.target_reached and [s["status"] for s in outcome.steps] == ["accepted"] * 2
+    assert all(p["meta"]["tied_columns"] == ["left", "right"]
+               for p in pruned.leannet_config["plans"])
+    left, right = (dict(pruned.columns[t].named_parameters()) for t in ("left", "right"))
+    assert {k: v.shape for k, v in left.items()} == {k: v.shape for k, v in right.items()}
+    assert count_macs(pruned, (1, 1, 28, 28)) / count_macs(model, (1, 1, 28, 28)) < 0.65

@@ -53,30 +53,47 @@ def tied_plan(model: SoftSharing, example_inputs: Any, target: Any, criterion: s
     `MultiTask.task_losses`). `target` is a leannet.Target; its fraction holds for every column
     and so for the whole model.
     """
-    from leannet.prune import Pruner, PruningPlan
+    from leannet.prune import Pruner
 
-    if not isinstance(model, SoftSharing):
-        raise LeannetError(f"a tied plan is for SoftSharing models, not {type(model).__name__}; "
-                           "prune other models with leannet.Pruner")
-    whole = Pruner(model, example_inputs, criterion, task_weights=None)
+    _check_soft(model)
+    whole = Pruner(model, example_inputs, criterion, ignore=ignore, global_ranking=global_ranking)
     if loader is not None:
         whole.calibrate(loader, loss_fn, max_batches)
-    tied = tied_scores(whole, model, task_weights)
+    return plan_from_pruner(whole, target, task_weights)
+
+
+def plan_from_pruner(pruner: Any, target: Any, task_weights: dict[str, float] | None = None) -> Any:
+    """The tied plan from a Pruner over a whole SoftSharing model (calibrated if its criterion
+    needs data): column scores summed (weighted by `task_weights`, default the pruner's),
+    planned on the first column, copied to every column."""
+    from leannet.prune import Pruner, PruningPlan
+
+    model = pruner.model
+    _check_soft(model)
+    weights = task_weights if task_weights is not None else pruner.task_weights
+    tied = tied_scores(pruner, model, weights)
     tasks = model.task_names
-    first = model.columns[tasks[0]]
-    relative_ignore = [_relative(item, tasks[0]) for item in ignore]
+
     def criterion_of_column(group: Any, _model: nn.Module) -> np.ndarray:
         return tied.get(group.name, np.ones(group.size))  # e.g. the input: never prunable
 
-    column = Pruner(first, example_inputs, criterion=criterion_of_column,
-                    ignore=relative_ignore, global_ranking=global_ranking)
+    column = Pruner(model.columns[tasks[0]], pruner.example_inputs, criterion=criterion_of_column,
+                    ignore=[_relative(item, tasks[0]) for item in pruner.ignore],
+                    global_ranking=pruner.global_ranking)
     plan = column.plan(target)
     groups = {f"columns.{t}.{name}": dict(entry) for t in tasks
               for name, entry in plan.groups.items()}
+    criterion = pruner.criterion
     tied_plan_ = PruningPlan(groups, {**plan.meta, "tied_columns": tasks,
                                       "criterion": getattr(criterion, "__name__", criterion)})
     tied_plan_.meta["removed_channels"] = tied_plan_.removed_channels
     return tied_plan_
+
+
+def _check_soft(model: nn.Module) -> None:
+    if not isinstance(model, SoftSharing):
+        raise LeannetError(f"a tied plan is for SoftSharing models, not {type(model).__name__}; "
+                           "prune other models with leannet.Pruner")
 
 
 def _relative(item: Any, task: str) -> Any:
@@ -96,8 +113,3 @@ def prune_tied(model: SoftSharing, example_inputs: Any, target: Any,
     record_plan(model, plan.to_dict())
     model.shared_parameter_names()  # the columns still agree in shape
     return plan
-
-
-def is_soft_sharing(model: nn.Module) -> bool:
-    """Whether `model` needs a tied plan."""
-    return isinstance(model, SoftSharing)

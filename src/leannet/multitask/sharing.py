@@ -115,6 +115,13 @@ class SoftSharing(nn.Module):
         fn = l2_penalty if self.penalty_name == "l2" else trace_norm_penalty
         return fn(self.stacked_parameters().values())
 
+    def pruning_plan(self, pruner: Any, target: Any) -> Any:
+        """Plan pruning with one tied plan for every column (see `leannet.multitask.prune`);
+        pruning code calls this instead of `pruner.plan(target)` when a model defines it."""
+        from leannet.multitask.prune import plan_from_pruner
+
+        return plan_from_pruner(pruner, target)
+
     def auxiliary_loss(self) -> Tensor:
         """strength * penalty(); zero (without computing the penalty) when strength is 0."""
         if self.strength == 0:
