@@ -148,7 +148,7 @@ def _trace_message(model: nn.Module, tracer: _Tracer, err: Exception) -> str:
     frames = [f for f in traceback.extract_tb(err.__traceback__)
               if "/torch/" not in f.filename and "/leannet/prune/" not in f.filename]
     line = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno} " \
-           f"`{(frames[-1].line or '').strip()}`" if frames else ""
+           f"`{(frames[-1].line or '').split('  #')[0].strip()}`" if frames else ""
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return (f"cannot trace {type(model).__name__} with torch.fx: module {where!r} ({block}){line} "
             f"failed: {reason}; mark that block a leaf with leaf_modules=[{block}] "
