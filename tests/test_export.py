@@ -41,6 +41,10 @@ def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def _conv_channels(model: nn.Module) -> int:
+    return sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
 def _n_bn(model: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
@@ -184,3 +188,28 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(LeannetError, match="no ONNX file"):
         onnx_latency_ms(tmp_path / "absent.onnx", SMALL)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.onnx"]
+
+
+def test_pruned_model_folder_exports_with_parity(tmp_path):
+    """A model pruned by leannet, saved and reloaded (plans replayed) exports and matches."""
+    from leannet.io import load, record_plan, save
+    from leannet.models import model_input_shape
+    from leannet.prune import Pruner, Target
+
+    torch.manual_seed(0)
+    model = _randomise_bn(create_model("resnet20", num_classes=10, in_channels=1, image_size=16))
+    pruner = Pruner(model, torch.randn(2, 1, 16, 16), criterion="l1")
+    plan = pruner.plan(Target(macs=0.5))
+    pruner.apply(plan, verify=True)
+    record_plan(model, plan.to_dict())
+    reloaded = load(save(model, tmp_path / "pruned"))
+    fresh = create_model("resnet20", num_classes=10, in_channels=1, image_size=16)
+    assert _conv_channels(reloaded) < 0.8 * _conv_channels(fresh)
+    info = export_checked(reloaded, tmp_path / "pruned.onnx", model_input_shape(reloaded, 1))
+    assert info["folded_batchnorms"] == 21 and info["max_rel_diff"] < 1e-4
+    x = torch.randn(2, 1, 16, 16)
+    session = ort.InferenceSession(str(tmp_path / "pruned.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0],
+                                   model.eval()(x).numpy(), rtol=1e-4, atol=1e-4)
