@@ -1,0 +1,13 @@
+"""Test-wide settings: one torch thread, for speed and stable timings on a small shared machine.
+
+Tiny test models gain nothing from intra-op threads, and on a 2-core box that runs other jobs
+the thread hand-offs cost far more than the arithmetic. OMP_NUM_THREADS is set too, so
+`leannet.train.fit` (which otherwise uses every core) keeps to one thread as well.
+"""
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
