@@ -37,7 +37,8 @@ def _run_dir(tmp_path, sensitivity: bool = True):
     run = tmp_path / "run"
     run.mkdir()
     result = {"baseline": BASE, "final": FINAL, "steps": STEPS, "target_reached": True,
-              "cost": "macs", "target_fraction": 0.5,
+              "cost": "macs", "target_fraction": 0.5, "source_model": "runs/base/model",
+              "data": "digits", "criterion": "l1", "max_drop": 0.01,
               "channels_before": CHANNELS_BEFORE, "channels_after": CHANNELS_AFTER}
     (run / "result.json").write_text(json.dumps(result))
     if sensitivity:
@@ -79,7 +80,8 @@ def test_report_has_step_table_and_valid_plots(tmp_path):
     assert cells[3][7] == "1,980,000" and cells[3][9] == "3.2"
     assert cells[4][5] == "-" and cells[4][10] == "no channel left to prune"
     assert "5 steps: 3 accepted, 1 rolled back, 1 unreachable." in text
-    assert "Target: 50.0% of the baseline macs. Target reached: **yes**" in text
+    assert "Target: 50.0% of the baseline MACs. Target reached: **yes**" in text
+    assert "model `runs/base/model`, data `digits`, criterion `l1`, max drop `0.01`" in text
     assert "| MACs | 4,000,000 | 1,980,000 | 0.495 |" in text
     assert "| features.1.conv.0.0 | 96 | 48 |" in text
     assert "| features.2 | 0.9600 | 0.9000 | 0.3000 |" in text

@@ -24,6 +24,10 @@ CHANNELS_PLOT = "channels.png"
 SENSITIVITY_PLOT = "sensitivity.png"
 STEP_COLUMNS = ["step", "status", "target", "reached", "metric before fine-tune", "metric",
                 "params", "MACs", "latency (ms)", "seconds", "note"]
+COST_NAMES = {"macs": "MACs", "params": "parameters", "latency": "latency",
+              "channels": "channels"}
+RUN_FIELDS = [("source_model", "model"), ("data", "data"), ("criterion", "criterion"),
+              ("max_drop", "max drop")]
 PLOTTED = ("accepted", "rolled_back")  # steps with measurements; others (unreachable) are listed
 
 
@@ -123,7 +127,7 @@ def plot_metric_vs_macs(result: dict, path: Path, metric_name: str = "metric") -
                     xytext=(4, 4), fontsize=8)
     ax.plot(xs, ys, "-o", color="tab:blue", zorder=2)
     ax.scatter(xs[:1], ys[:1], marker="*", s=160, color="tab:green", zorder=4)
-    handles = [
+    handles = _guide_lines(ax, result) + [
         ax.scatter([], [], marker="*", s=120, color="tab:green", label="baseline"),
         ax.scatter([], [], marker="o", color="tab:blue", label="accepted (after fine-tune)"),
         ax.scatter([], [], facecolors="none", edgecolors="0.5", label="before fine-tune"),
@@ -135,6 +139,19 @@ def plot_metric_vs_macs(result: dict, path: Path, metric_name: str = "metric") -
     ax.invert_xaxis()  # pruning moves right to left: fewer MACs as the run goes on
     ax.grid(alpha=0.3)
     return _save_figure(fig, path)
+
+
+def _guide_lines(ax: Any, result: dict) -> list:
+    """The guard (baseline metric minus max_drop) and the MACs target, when the run states them."""
+    handles, base = [], result["baseline"]
+    if isinstance(result.get("max_drop"), (int, float)):
+        handles.append(ax.axhline(base["metric"] - result["max_drop"], color="tab:red", ls=":",
+                                  lw=1, label="guard: baseline - max_drop"))
+    if result.get("cost", "macs") == "macs" and isinstance(result.get("target_fraction"),
+                                                           (int, float)):
+        handles.append(ax.axvline(result["target_fraction"] * base["macs"] / 1e6, color="0.4",
+                                  ls="--", lw=1, label="MACs target"))
+    return handles
 
 
 def plot_channels(before: dict[str, int], after: dict[str, int], path: Path) -> Path:
@@ -233,7 +250,8 @@ def _summary_lines(result: dict, metric_name: str) -> list[str]:
         rows.append([label, _fmt(b, kind), _fmt(f, kind), ratio])
     reached = result.get("target_reached")
     goal = result.get("target_fraction")
-    target = (f"Target: {_fmt(goal, 'pct')} of the baseline {result.get('cost', 'macs')}. "
+    cost = COST_NAMES.get(result.get("cost", "macs"), str(result.get("cost")))
+    target = (f"Target: {_fmt(goal, 'pct')} of the baseline {cost}. "
               if isinstance(goal, (int, float)) else "")
     return [*_table(["", "baseline", "final", "final / baseline"], rows), "",
             f"{target}Target reached: "
@@ -245,7 +263,10 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     run_dir = Path(run_dir)
     result, sensitivity = read_run(run_dir)
     metric_name = _metric_name(result, sensitivity)
-    lines = [f"# Pruning report: {run_dir.name}", "", "## Summary", "",
+    about = ", ".join(f"{label} `{result[key]}`" for key, label in RUN_FIELDS
+                      if result.get(key) is not None)
+    lines = [f"# Pruning report: {run_dir.name}", "", *([about, ""] if about else []),
+             "## Summary", "",
              *_summary_lines(result, metric_name), "", "## Steps", "", *_step_lines(result)]
     plot_metric_vs_macs(result, run_dir / METRIC_PLOT, metric_name)
     lines += ["", f"![{metric_name} against MACs]({METRIC_PLOT})", ""]
