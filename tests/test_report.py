@@ -8,7 +8,7 @@ from PIL import Image
 
 from leannet.errors import LeannetError
 from leannet.report import (CHANNELS_PLOT, METRIC_PLOT, REPORT_FILE, SENSITIVITY_PLOT,
-                            STEP_COLUMNS, write_report)
+                            STEP_COLUMNS, _most_sensitive, write_report)
 
 BASE = {"metric": 0.97, "params": 100_000, "macs": 4_000_000, "size_bytes": 410_000,
         "latency_ms": 1.5}
@@ -43,7 +43,8 @@ def _run_dir(tmp_path, sensitivity: bool = True):
     (run / "result.json").write_text(json.dumps(result))
     if sensitivity:
         sens = {"metric_name": "accuracy", "baseline": 0.97, "ratios": [0.25, 0.5, 0.75],
-                "groups": {"features.1": [0.97, 0.95, 0.6], "features.2": [0.96, 0.9, 0.3]}}
+                "groups": {"features.1": [0.97, 0.95, 0.6], "features.2": [0.96, 0.9, 0.3]},
+                "sizes": {"features.1": 96, "features.2": 144}}
         (run / "sensitivity.json").write_text(json.dumps(sens))
     return run
 
@@ -84,7 +85,8 @@ def test_report_has_step_table_and_valid_plots(tmp_path):
     assert "model `runs/base/model`, data `digits`, criterion `l1`, max drop `0.01`" in text
     assert "| MACs | 4,000,000 | 1,980,000 | 0.495 |" in text
     assert "| features.1.conv.0.0 | 96 | 48 |" in text
-    assert "| features.2 | 0.9600 | 0.9000 | 0.3000 |" in text
+    assert "| group | channels | 25.0% pruned | 50.0% pruned | 75.0% pruned |" in text
+    assert "| features.2 | 144 | 0.9600 | 0.9000 | 0.3000 |" in text
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp") or
                 p.name.startswith(".")]
 
@@ -103,11 +105,12 @@ def test_report_without_sensitivity_or_steps(tmp_path):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda run: (run / "result.json").unlink(), "no result.json"),
+    (lambda run: [(run / name).unlink() for name in ("result.json", "sensitivity.json")],
+     "no result.json"),
     (lambda run: (run / "result.json").write_text("{not json"), "not valid JSON"),
     (lambda run: (run / "result.json").write_text('{"baseline": {}}'), "not a prune run"),
     (lambda run: (run / "sensitivity.json").write_text(
-        '{"ratios": [0.5], "groups": {"a": [1, 2]}}'), "one value per ratio"),
+        '{"ratios": [0.5], "groups": {"a": [1, 2]}}'), "one number per ratio"),
 ])
 def test_bad_run_folder_is_refused_and_writes_nothing(tmp_path, mutate, message):
     run = _run_dir(tmp_path)
@@ -121,3 +124,22 @@ def test_bad_run_folder_is_refused_and_writes_nothing(tmp_path, mutate, message)
 def test_not_a_folder(tmp_path):
     with pytest.raises(LeannetError, match="not a run folder"):
         write_report(tmp_path / "missing")
+
+
+def test_sensitivity_only_run_with_many_groups(tmp_path):
+    """A `leannet sensitivity` folder (no prune steps) gets a report of its curves; with many
+    groups only the most fragile are named in the legend."""
+    run = tmp_path / "sens"
+    run.mkdir()
+    groups = {f"g{i:02d}": [0.97 - 0.01 * i * r for r in (1, 2, 3)] for i in range(15)}
+    (run / "sensitivity.json").write_text(json.dumps(
+        {"metric_name": "accuracy", "baseline": 0.97, "ratios": [0.25, 0.5, 0.75],
+         "groups": groups}))
+    (run / "result.json").write_text(json.dumps({"command": "sensitivity"}))
+    text = write_report(run).read_text()
+    assert text.startswith("# Sensitivity report: sens")
+    assert "| g14 | - | 0.8300 | 0.6900 | 0.5500 |" in text
+    assert sum(line.startswith(("| g0", "| g1")) for line in text.splitlines()) == 15
+    _assert_png(run / SENSITIVITY_PLOT)
+    assert not (run / METRIC_PLOT).exists()
+    assert _most_sensitive(groups, 3) == ["g14", "g13", "g12"]

@@ -28,17 +28,30 @@ COST_NAMES = {"macs": "MACs", "params": "parameters", "latency": "latency",
               "channels": "channels"}
 RUN_FIELDS = [("source_model", "model"), ("data", "data"), ("criterion", "criterion"),
               ("max_drop", "max drop")]
+MAX_LABELLED_GROUPS = 10  # a sensitivity plot names at most this many curves
 PLOTTED = ("accepted", "rolled_back")  # steps with measurements; others (unreachable) are listed
 
 
 # ------------------------------------------------------------------------------------ reading
 
-def read_run(run_dir: str | os.PathLike) -> tuple[dict, dict | None]:
-    """The run folder's result.json and sensitivity.json (None when absent), checked."""
+def read_run(run_dir: str | os.PathLike) -> tuple[dict | None, dict | None]:
+    """The run folder's result.json and sensitivity.json, checked; either may be None (absent,
+    or a sensitivity run's result.json) but not both."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise LeannetError(f"{run_dir} is not a run folder (expected a folder with result.json)")
-    result = _read_json(run_dir / "result.json", required=True)
+    sensitivity = _read_json(run_dir / "sensitivity.json", required=False)
+    if sensitivity is not None:
+        _check_sensitivity(sensitivity, run_dir / "sensitivity.json")
+    result = _read_json(run_dir / "result.json", required=sensitivity is None)
+    if sensitivity is not None and (result is None or not {"baseline", "steps"} & set(result)):
+        return None, sensitivity
+    _check_result(result, run_dir)
+    return result, sensitivity
+
+
+def _check_result(result: dict, run_dir: Path) -> None:
+    """A prune run's result.json: baseline and steps, each plotted one with metric and MACs."""
     steps = result.get("steps")
     if not isinstance(result.get("baseline"), dict) or not isinstance(steps, list):
         raise LeannetError(f"{run_dir / 'result.json'} is not a prune run result; expected "
@@ -50,10 +63,6 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict, dict | None]:
                                "(accepted, rolled_back, ...)")
         if step["status"] in PLOTTED:
             _check_entry(step, f"step {index}", run_dir)
-    sensitivity = _read_json(run_dir / "sensitivity.json", required=False)
-    if sensitivity is not None:
-        _check_sensitivity(sensitivity, run_dir / "sensitivity.json")
-    return result, sensitivity
 
 
 def _check_entry(entry: dict, what: str, run_dir: Path) -> None:
@@ -69,17 +78,18 @@ def _check_sensitivity(sensitivity: dict, path: Path) -> None:
     if not isinstance(ratios, list) or not isinstance(groups, dict):
         raise LeannetError(f"{path} lacks a 'ratios' list and a 'groups' object")
     for name, values in groups.items():
-        if not isinstance(values, list) or len(values) != len(ratios):
-            raise LeannetError(f"sensitivity group {name!r} in {path} should have one value per "
-                               f"ratio ({len(ratios)})")
+        if not isinstance(values, list) or len(values) != len(ratios) or not all(
+                isinstance(v, (int, float)) for v in values):
+            raise LeannetError(f"sensitivity group {name!r} in {path} should have one number "
+                               f"per ratio ({len(ratios)})")
 
 
 def _read_json(path: Path, required: bool) -> dict | None:
     """Parse a JSON object file; a missing optional file is None, anything broken an error."""
     if not path.is_file():
         if required:
-            raise LeannetError(f"{path.parent} has no {path.name}, so it is not a prune run "
-                               "folder")
+            raise LeannetError(f"{path.parent} has no {path.name} (nor sensitivity.json), so "
+                               "it is not a prune or sensitivity run folder")
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -179,17 +189,29 @@ def plot_sensitivity(sensitivity: dict, path: Path) -> Path:
     ratios = sensitivity.get("ratios", [])
     fig = Figure(figsize=(7.0, 4.6))
     ax = fig.add_subplot()
-    for name, values in sensitivity["groups"].items():
-        ax.plot(ratios, values, "-o", ms=3, lw=1, label=name)
+    groups = sensitivity["groups"]
+    labelled = set(_most_sensitive(groups, MAX_LABELLED_GROUPS))
+    for name, values in groups.items():
+        if name in labelled:
+            ax.plot(ratios, values, "-o", ms=3, lw=1, label=name)
+        else:
+            ax.plot(ratios, values, "-", lw=0.6, color="0.75")
     if sensitivity.get("baseline") is not None:
         ax.axhline(sensitivity["baseline"], color="k", ls="--", lw=1, label="baseline")
     ax.set_xlabel("fraction of the group's channels pruned")
     ax.set_ylabel(sensitivity.get("metric_name", "metric"))
     ax.set_title("Sensitivity: each group pruned alone, no fine-tuning")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2 if len(sensitivity["groups"]) > 12 else 1,
-              loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if len(groups) > len(labelled):
+        ax.plot([], [], "-", lw=0.6, color="0.75", label=f"{len(groups) - len(labelled)} more "
+                "robust groups")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save_figure(fig, path)
+
+
+def _most_sensitive(groups: dict[str, list[float]], count: int) -> list[str]:
+    """The `count` groups with the lowest mean metric over the ratios (the most fragile)."""
+    return sorted(groups, key=lambda name: sum(groups[name]) / max(len(groups[name]), 1))[:count]
 
 
 def _mmacs(entry: dict) -> float | None:
@@ -262,6 +284,8 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     """Write report.md and its PNG plots into a prune run folder; returns the report's path."""
     run_dir = Path(run_dir)
     result, sensitivity = read_run(run_dir)
+    if result is None:
+        return _write_sensitivity_report(run_dir, sensitivity)
     metric_name = _metric_name(result, sensitivity)
     about = ", ".join(f"{label} `{result[key]}`" for key, label in RUN_FIELDS
                       if result.get(key) is not None)
@@ -277,6 +301,13 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     if sensitivity is not None:
         plot_sensitivity(sensitivity, run_dir / SENSITIVITY_PLOT)
         lines += _sensitivity_lines(sensitivity)
+    return atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines).rstrip() + "\n")
+
+
+def _write_sensitivity_report(run_dir: Path, sensitivity: dict) -> Path:
+    """report.md of a sensitivity-only run: the curves and the table."""
+    plot_sensitivity(sensitivity, run_dir / SENSITIVITY_PLOT)
+    lines = [f"# Sensitivity report: {run_dir.name}", "", *_sensitivity_lines(sensitivity)]
     return atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines).rstrip() + "\n")
 
 
@@ -313,9 +344,10 @@ def _metric_name(result: dict, sensitivity: dict | None) -> str:
 
 def _sensitivity_lines(sensitivity: dict) -> list[str]:
     """Markdown section: the plot and a table of metric per group and pruned ratio."""
-    ratios = sensitivity.get("ratios", [])
-    header = ["group", *[_fmt(r, "pct") for r in ratios]]
-    rows = [[name, *[_fmt(v) for v in values]] for name, values in sensitivity["groups"].items()]
+    ratios, sizes = sensitivity.get("ratios", []), sensitivity.get("sizes") or {}
+    header = ["group", "channels", *[f"{_fmt(r, 'pct')} pruned" for r in ratios]]
+    rows = [[name, _fmt(sizes.get(name)), *[_fmt(v) for v in values]]
+            for name, values in sensitivity["groups"].items()]
     return ["## Sensitivity", "",
             f"Baseline {sensitivity.get('metric_name', 'metric')}: "
             f"{_fmt(sensitivity.get('baseline'))}", "",
