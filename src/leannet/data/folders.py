@@ -13,7 +13,7 @@ from leannet.data.registry import DataSource, register_source
 from leannet.data.tensors import classification_source
 from leannet.errors import LeannetError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 TRAIN_NAMES = ("train",)
 VAL_NAMES = ("val", "valid", "validation", "test")
 
@@ -36,26 +36,37 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
     return (train, val) if train and val else None
 
 
-def _read_mode(first: Path):
-    """RGB unless the first image is greyscale, in which case every image is read as grey."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
-    image = _decode(first, ImageReadMode.UNCHANGED)
-    return ImageReadMode.GRAY if image.shape[0] in (1, 2) else ImageReadMode.RGB
-
-
-def _decode(path: Path, mode) -> torch.Tensor:
-    """Decode one image file to uint8 (C, H, W); a corrupt file is a one-line error naming it."""
-    from torchvision.io import decode_image, read_file
+def _read_mode(first: Path) -> str:
+    """RGB unless the first image is greyscale, in which case every image is read as grey ("L")."""
+    from PIL import Image
 
     try:
-        return decode_image(read_file(str(path)), mode=mode)
-    except (RuntimeError, ValueError, OSError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LeannetError(f"cannot decode image {path}: {reason}") from None
+        with Image.open(first) as image:
+            return "L" if image.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+    except (OSError, ValueError) as err:
+        raise LeannetError(f"cannot decode image {first}: {_reason(err)}") from None
 
 
-def decode_all(files: list[Path], size: int, mode, label: str = "decoding") -> torch.Tensor:
+def _reason(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _decode(path: Path, mode: str) -> torch.Tensor:
+    """Decode one image file to uint8 (C, H, W); a corrupt file is a one-line error naming it."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert(mode), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise LeannetError(f"cannot decode image {path}: {_reason(err)}") from None
+    tensor = torch.from_numpy(array.copy())
+    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+def decode_all(files: list[Path], size: int, mode: str, label: str = "decoding") -> torch.Tensor:
     """Decode and resize `files` to uint8 (N, C, size, size), with a progress bar for many files."""
     from rich.progress import track
     from leannet.data.transforms import resize_uint8

@@ -24,8 +24,8 @@ class _Bar:
 
 @contextmanager
 def epoch_progress(epoch: int, epochs: int, steps: int, enabled: bool = True) -> Iterator[_Bar]:
-    """A transient progress bar over the `steps` batches of one epoch."""
-    if not enabled:
+    """A transient progress bar over the `steps` batches of one epoch (terminals only)."""
+    if not enabled or not console.is_terminal:
         yield _Bar(None, None)
         return
     columns = (TextColumn(f"epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),

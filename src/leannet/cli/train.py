@@ -1,0 +1,83 @@
+"""`leannet train`: train a registry model on a data source; keeps the best checkpoint, writes
+history.jsonl and result.json in the output folder."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+DEFAULT_LR = {"sgd": 0.05, "adamw": 0.003}
+DEFAULT_WD = {"sgd": 5e-4, "adamw": 0.05}
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `train` command."""
+
+    @app.command("train")
+    def train(
+        model: str = typer.Option("mobilenet_v2", "--model", "-m", help="Registered model name."),
+        data: str = typer.Option("digits", "--data", "-d", help="Data source (see `leannet data`)."),
+        data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder of the data."),
+        epochs: int = typer.Option(10, "--epochs", "-e", help="Training epochs (>= 1)."),
+        batch_size: int = typer.Option(64, "--batch-size", "-b", help="Batch size."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate "
+                                           "[default: 0.05 for sgd, 0.003 for adamw]."),
+        optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (Nesterov) or adamw."),
+        weight_decay: Optional[float] = typer.Option(
+            None, "--weight-decay", help="Weight decay [default: 5e-4 for sgd, 0.05 for adamw]."),
+        warmup_epochs: Optional[float] = typer.Option(
+            None, "--warmup-epochs", help="Linear warm-up [default: min(1, epochs/5)]."),
+        label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="0 to <1."),
+        width_mult: Optional[float] = typer.Option(None, "--width-mult", help="Width multiplier."),
+        image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize images to N px."),
+        seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same history)."),
+        out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Output folder."),
+        force: bool = typer.Option(False, "--force", help="Overwrite an existing output folder."),
+        task: Optional[str] = typer.Option(None, "--task", help="classify or detect "
+                                           "[default: the source's task]."),
+        head: str = typer.Option("v3", "--head", help="YOLO head for detection: v1, v2 or v3."),
+        sharing: Optional[str] = typer.Option(None, "--sharing", help="Multi-task: hard or soft."),
+        penalty: Optional[str] = typer.Option(None, "--penalty", help="Soft sharing: l2 or trace."),
+        strength: Optional[float] = typer.Option(None, "--strength", help="Soft-sharing strength."),
+        weighting: Optional[str] = typer.Option(
+            None, "--weighting", help="Multi-task loss weights: fixed, uncertainty or dwa."),
+        workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda [default: auto]."),
+    ) -> None:
+        """Train MODEL on DATA; the best checkpoint goes to OUT/model."""
+        from leannet.train.run import TrainJob, run_train
+
+        job = TrainJob(model=model, data=data, data_root=data_root, epochs=epochs,
+                       batch_size=batch_size, optimizer=optimizer,
+                       lr=lr if lr is not None else DEFAULT_LR.get(optimizer, 0.05),
+                       weight_decay=(weight_decay if weight_decay is not None
+                                     else DEFAULT_WD.get(optimizer, 5e-4)),
+                       warmup_epochs=(warmup_epochs if warmup_epochs is not None
+                                      else min(1.0, epochs / 5)),
+                       label_smoothing=label_smoothing, width_mult=width_mult,
+                       image_size=image_size, seed=seed, out=out, force=force, task=task,
+                       head=head, sharing=sharing, penalty=penalty, strength=strength,
+                       weighting=weighting, workers=workers, device=device)
+        result = run_train(job)
+        console.print(result_table(result))
+        console.print(f"model: {result['model_dir']}   result: {out / 'result.json'}")
+
+
+def result_table(result: dict) -> Table:
+    """Best epoch's metrics and the model's size and speed."""
+    table = Table(title=f"{result['model']} on {result['data']} (best of {result['epochs']} epochs)")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in result["metrics"].items():
+        if key not in ("epoch", "lr", "seconds"):
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    table.add_row("best epoch", str(result["best_epoch"]))
+    table.add_row("parameters", f"{result['params']:,}")
+    table.add_row("MACs", f"{result['macs'] / 1e6:,.2f}M")
+    table.add_row("latency (batch 1)", f"{result['latency_ms']:.2f} ms")
+    table.add_row("training time", f"{result['seconds']:.1f} s")
+    return table

@@ -1,0 +1,56 @@
+"""Evaluate a saved model folder on a data source: the library side of `leannet eval`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from leannet.errors import LeannetError
+
+
+def evaluate_folder(model_dir: str | Path, data: str | None = None,
+                    data_root: str | Path | None = None, batch_size: int = 256,
+                    out: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Load `model_dir`, evaluate it on `data` (default: its training source), return the result.
+
+    With `out`, the result is also written to `out/result.json` (refused if present, unless
+    `force`); nothing is written inside the model folder.
+    """
+    from leannet.data.loaders import make_loaders
+    from leannet.io import atomic_write_json, load
+    from leannet.train.build import source_for_model
+    from leannet.train.fit import evaluate
+
+    if batch_size < 1:
+        raise LeannetError(f"--batch-size must be at least 1, got {batch_size}")
+    result_path = Path(out) / "result.json" if out is not None else None
+    if result_path is not None and result_path.exists() and not force:
+        raise LeannetError(f"{result_path} already exists; pass --force to overwrite it")
+    model = load(model_dir)
+    source, task = source_for_model(model, data, data_root)
+    _, val_loader = make_loaders(source, max(1, batch_size // 2))
+    _check_classes(model, source, val_loader, model_dir)
+    metrics = evaluate(model, val_loader, task)
+    result = {"command": "eval", "model_dir": str(model_dir), "data": source.name,
+              "samples": len(source.val), "main_metric": task.main_metric,
+              task.main_metric: metrics.get(task.main_metric), "metrics": metrics}
+    if result_path is not None:
+        atomic_write_json(result_path, result)
+    return result
+
+
+def _check_classes(model: Any, source: Any, loader: Any, model_dir: str | Path) -> None:
+    """A classifier must predict one logit per class of the source; run one batch to see."""
+    import torch
+
+    if source.task != "classify":
+        return
+    inputs, _ = next(iter(loader))
+    try:
+        with torch.no_grad():
+            outputs = model.eval()(inputs[:2])
+    except RuntimeError as err:
+        raise LeannetError(f"data source {source.name!r} does not fit the model in {model_dir}: "
+                           f"{str(err).splitlines()[0]}") from None
+    if outputs.shape[-1] != source.num_classes:
+        raise LeannetError(f"data source {source.name!r} has {source.num_classes} classes but the "
+                           f"model in {model_dir} predicts {outputs.shape[-1]}")

@@ -1,0 +1,101 @@
+"""The `leannet train` job as a library call: validate, build, fit, measure, write result.json.
+
+Bad input (epochs, unknown model or source, an existing output folder) is refused before any
+output is written.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from leannet.errors import LeannetError
+
+
+@dataclass
+class TrainJob:
+    """Everything `leannet train` was asked to do."""
+
+    model: str = "mobilenet_v2"
+    data: str = "digits"
+    data_root: Path | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    width_mult: float | None = None
+    image_size: int | None = None
+    seed: int = 0
+    out: Path = Path("runs/train")
+    force: bool = False
+    task: str | None = None
+    head: str = "v3"
+    sharing: str | None = None
+    penalty: str | None = None
+    strength: float | None = None
+    weighting: str | None = None
+    workers: int = 0
+    device: str | None = None
+
+
+def check_job(job: TrainJob) -> None:
+    """Refuse impossible settings and an existing output folder before any work is done."""
+    if job.epochs < 1:
+        raise LeannetError(f"--epochs must be at least 1, got {job.epochs}")
+    if job.batch_size < 1:
+        raise LeannetError(f"--batch-size must be at least 1, got {job.batch_size}")
+    if job.optimizer not in ("sgd", "adamw"):
+        raise LeannetError(f"unknown optimizer {job.optimizer!r}; expected sgd or adamw")
+    if job.lr <= 0:
+        raise LeannetError(f"--lr must be positive, got {job.lr}")
+    if not 0.0 <= job.label_smoothing < 1.0:
+        raise LeannetError(f"--label-smoothing must be in [0, 1), got {job.label_smoothing}")
+    out = Path(job.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not job.force:
+        raise LeannetError(f"output folder {out} already exists and is not empty; "
+                           "pass --force to overwrite it")
+
+
+def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
+    """Train as `job` says; returns (and writes to OUT/result.json) what was done, with numbers."""
+    from leannet.data import get_source
+    from leannet.data.loaders import make_loaders
+    from leannet.io import atomic_write_json, prepare_out_dir
+    from leannet.measure import measure
+    from leannet.models import model_input_shape
+    from leannet.train.build import build_for_source, remember_data
+    from leannet.train.fit import fit
+
+    check_job(job)
+    options = {"image_size": job.image_size} if job.image_size else {}
+    source = get_source(job.data, job.data_root, **options)
+    torch.manual_seed(job.seed)
+    model, task = build_for_source(
+        source, job.model, width_mult=job.width_mult, task=job.task, head=job.head,
+        sharing=job.sharing, penalty=job.penalty, strength=job.strength,
+        weighting=job.weighting, label_smoothing=job.label_smoothing)
+    remember_data(model, job.data, job.data_root)
+    train_loader, val_loader = make_loaders(source, job.batch_size, seed=job.seed,
+                                            workers=job.workers)
+    out = prepare_out_dir(job.out, job.force)
+    start = time.perf_counter()
+    history = fit(model, train_loader, val_loader, task, job.epochs, optimizer=job.optimizer,
+                  lr=job.lr, weight_decay=job.weight_decay, warmup_epochs=job.warmup_epochs,
+                  seed=job.seed, device=job.device, out_dir=out, progress=progress,
+                  restore_best=True)
+    seconds = time.perf_counter() - start
+    best = max(history, key=lambda r: r.get(task.main_metric, float("-inf")))
+    numbers = measure(model.cpu().eval(), model_input_shape(model, 1), path=out / "model")
+    result = {"command": "train", "model": job.model, "data": job.data,
+              "main_metric": task.main_metric, task.main_metric: best.get(task.main_metric),
+              "metrics": best, "best_epoch": best["epoch"], "epochs": job.epochs, **numbers,
+              "seconds": round(seconds, 2), "model_dir": str(out / "model"),
+              "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()}}
+    atomic_write_json(out / "result.json", result)
+    return result
