@@ -19,12 +19,13 @@ class CostModel:
         self.kept = self.full.copy()
         self.total_params = sum(p.numel() for p in model.parameters())
         self.param_members = self._param_members(model)
-        # per class root: [(member position, how many of its indices)]
-        self.entries: dict[int, list[tuple[int, int]]] = {}
-        for i, member in enumerate(graph.members):
-            roots, counts = np.unique(graph.member_classes(member), return_counts=True)
-            for r, c in zip(roots, counts):
-                self.entries.setdefault(int(r), []).append((i, int(c)))
+        # every index of every member: which member, which class
+        self.which = np.concatenate([np.full(len(m.atoms), i) for i, m in
+                                     enumerate(graph.members)]) if graph.members else \
+            np.zeros(0, dtype=np.int64)
+        self.classes = graph.uf.roots(np.concatenate([m.atoms for m in graph.members])) \
+            if graph.members else np.zeros(0, dtype=np.int64)
+        self.removed = np.zeros(graph.uf.size, dtype=bool)
         self.macs0, self.params0 = self.macs(), self.params()
 
     def _param_members(self, model: nn.Module) -> list[tuple[int, int]]:
@@ -66,11 +67,12 @@ class CostModel:
 
     def remove(self, roots) -> None:
         """Account for removing these channel classes."""
-        for r in roots:
-            for i, c in self.entries.get(int(r), ()):
-                self.kept[i] -= c
+        self.removed[np.asarray(roots, dtype=np.int64)] = True
+        gone = self.removed[self.classes]
+        self.kept = self.full - np.bincount(self.which[gone], minlength=len(self.full))
 
     def reset(self) -> None:
+        self.removed[:] = False
         self.kept = self.full.copy()
 
     def value(self, kind: str) -> float:

@@ -316,28 +316,29 @@ class ChannelGraph:
         return self.uf.roots(member.atoms)
 
     def _build_groups(self) -> list[ChannelGroup]:
+        """Classes of all members, grouped by owner, in order of first appearance."""
         uf = self.uf
-        order: dict[int, dict[int, None]] = {}
-        owner_of: dict[int, int] = {}
-        for member in self.members:
-            roots = uf.roots(member.atoms)
-            for root, owner in zip(roots, uf.group_of(roots)):
-                order.setdefault(int(owner), {})[int(root)] = None
-                owner_of[int(root)] = int(owner)
-        members_of: dict[int, list[Member]] = {}
-        for member in self.members:
-            for owner in sorted({owner_of[int(r)] for r in uf.roots(member.atoms)}):
-                members_of.setdefault(owner, []).append(member)
+        if not self.members:
+            return []
+        which = np.concatenate([np.full(len(m.atoms), i) for i, m in enumerate(self.members)])
+        roots = uf.roots(np.concatenate([m.atoms for m in self.members]))
+        owners = uf.group_of(roots)
+        unique_roots, first = np.unique(roots, return_index=True)
+        order = np.argsort(first, kind="stable")
+        unique_roots, first = unique_roots[order], first[order]
+        root_owner = owners[first]
         names = self._owner_names()
         groups, used = [], set()
-        for owner, roots in sorted(order.items()):
-            channels = np.fromiter(roots, dtype=np.int64)
-            name = names.get(owner, uf.owner_names[owner])
+        group_order = np.unique(root_owner)
+        for owner in group_order:
+            channels = unique_roots[root_owner == owner]
+            member_ids = np.unique(which[owners == owner])
+            name = names.get(int(owner), uf.owner_names[int(owner)])
             while name in used:
                 name += "#"
             used.add(name)
             groups.append(ChannelGroup(name, channels, uf.protected[channels].copy(),
-                                       members_of.get(owner, [])))
+                                       [self.members[i] for i in member_ids]))
         return groups
 
     def _owner_names(self) -> dict[int, str]:

@@ -107,7 +107,11 @@ class UnionFind:
         return self.protected[self.roots(atoms)]
 
     def group_of(self, atoms: np.ndarray) -> np.ndarray:
-        """The owner-root (group id) of each atom's class."""
-        owners = self.owner[self.roots(atoms)]
-        return np.array([self.find_owner(int(o)) for o in owners.ravel()],
-                        dtype=np.int64).reshape(owners.shape)
+        """The owner-root (group id) of each atom's class (vectorised pointer jumping)."""
+        parent = np.asarray(self.owner_parent, dtype=np.int64)
+        current = self.owner[self.roots(atoms)]
+        while True:
+            nxt = parent[current]
+            if np.array_equal(nxt, current):
+                return current
+            current = nxt

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from leannet.prune.labels import canon, constant, tree_map
+from leannet.prune.labels import canon, compress, constant, tree_map
 from leannet.prune.tensor_ops import FUNCTIONS, METHODS, _dim_arg
 
 PERMUTING = ("permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "t",
@@ -101,7 +101,8 @@ def reshaping(ctx, node, args, kwargs, largs, lkwargs, value, module=None):
         if len(si) == 1:
             free = [d for d in sj if dynamic[d] and value.shape[d] > 1]
             if len(free) == 1:
-                rows = result.movedim(free[0], 0).reshape(value.shape[free[0]], -1)
+                small = compress(result)
+                rows = small.movedim(free[0], 0).reshape(small.shape[free[0]], -1)
                 ctx.uf.union_arrays(rows[:, :1].expand_as(rows).numpy(), rows.numpy())
                 continue
         ctx.uf.protect(label.numpy())
@@ -185,7 +186,8 @@ def chunking(ctx, node, args, kwargs, largs, lkwargs, value, dim=None):
     sizes = {piece.shape[dim] for piece in value}
     if label.shape[dim] > 1:
         if len(sizes) == 1 and x.shape[dim] % len(value) == 0:
-            full = label.expand(x.shape).movedim(dim, 0)
+            full = label.expand(*[x.shape[d] if d == dim else label.shape[d]
+                                  for d in range(label.dim())]).movedim(dim, 0)
             pieces = full.reshape(len(value), x.shape[dim] // len(value), -1)
             ctx.uf.union_arrays(pieces[:1].expand_as(pieces).numpy(), pieces.numpy())
         else:
