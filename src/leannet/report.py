@@ -1,8 +1,8 @@
 """A prune run's report: `report.md` with the step table and PNG plots (metric against MACs with
 rollbacks marked, channels per layer before and after, sensitivity curves when present).
 
-Reads the run folder's `result.json` (and `sensitivity.json` when there); every file is written
-atomically, so a failed report leaves the folder as it was.
+Reads the run folder's `result.json` and/or `sensitivity.json`; both are checked before anything
+is written, so bad input leaves the folder as it was, and every file is written atomically.
 """
 from __future__ import annotations
 
