@@ -142,7 +142,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        exporter = _export(_FlatOutputs(ready), example, tmp, names, opset, dynamic_batch)
+        exporter = _export(_FlatOutputs(ready).eval(), example, tmp, names, opset, dynamic_batch)
         written_opset = _opset_of(tmp)
         os.replace(tmp, path)
     finally:
