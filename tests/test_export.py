@@ -192,7 +192,7 @@ def test_bad_inputs(tmp_path):
 
 def test_pruned_model_folder_exports_with_parity(tmp_path):
     """A model pruned by leannet, saved and reloaded (plans replayed) exports and matches."""
-    from leannet.io import load, record_plan, save
+    from leannet.io import load, save
     from leannet.models import model_input_shape
     from leannet.prune import Pruner, Target
 
@@ -200,8 +200,7 @@ def test_pruned_model_folder_exports_with_parity(tmp_path):
     model = _randomise_bn(create_model("resnet20", num_classes=10, in_channels=1, image_size=16))
     pruner = Pruner(model, torch.randn(2, 1, 16, 16), criterion="l1")
     plan = pruner.plan(Target(macs=0.5))
-    pruner.apply(plan, verify=True)
-    record_plan(model, plan.to_dict())
+    pruner.apply(plan, verify=True)  # records the plan for save/load
     reloaded = load(save(model, tmp_path / "pruned"))
     fresh = create_model("resnet20", num_classes=10, in_channels=1, image_size=16)
     assert _conv_channels(reloaded) < 0.8 * _conv_channels(fresh)

@@ -135,8 +135,7 @@ def load(path: str | Path) -> nn.Module:
     for plan in config.get("plans", []):
         from leannet.prune import apply_plan
 
-        apply_plan(model, plan, torch.zeros(model_input_shape(model, 2)))
-        record_plan(model, plan)
+        apply_plan(model, plan, torch.zeros(model_input_shape(model, 2)))  # records it again
     model.load_state_dict(_read_weights(path, model))
     model.eval()
     return model

@@ -10,7 +10,7 @@ import leannet
 from leannet.measure import count_macs, count_params
 from leannet.models import create_model
 
-from conftest import prune_check, randomize_norms
+from .conftest import prune_check, randomize_norms
 
 LEANNET = [
     ("resnet20", {}, (2, 3, 32, 32)),
@@ -43,8 +43,7 @@ def test_pruned_model_saves_and_loads_with_identical_outputs(tmp_path):
     for fraction in (0.7, 0.5):  # two successive plans, replayed in order
         pruner = leannet.Pruner(model, x, criterion="l2")
         plan = pruner.plan(leannet.Target(macs=fraction, round_to=4))
-        pruner.apply(plan)
-        leannet.io.record_plan(model, plan.to_dict())
+        pruner.apply(plan)  # records the plan in model.leannet_config
     leannet.save(model, tmp_path / "model")
     loaded = leannet.load(tmp_path / "model")
     model.eval(), loaded.eval()

@@ -104,12 +104,10 @@ def _relative(item: Any, task: str) -> Any:
 
 def prune_tied(model: SoftSharing, example_inputs: Any, target: Any,
                criterion: str | Callable = "l1", verify: bool = True, **options: Any) -> Any:
-    """Plan (see `tied_plan`), apply with verification, and record the plan for save/load."""
-    from leannet.io import record_plan
+    """Plan (see `tied_plan`) and apply with verification; apply records the plan for save/load."""
     from leannet.prune import Pruner
 
     plan = tied_plan(model, example_inputs, target, criterion, **options)
     Pruner(model, example_inputs).apply(plan, verify=verify)
-    record_plan(model, plan.to_dict())
     model.shared_parameter_names()  # the columns still agree in shape
     return plan

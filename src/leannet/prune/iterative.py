@@ -246,9 +246,9 @@ class IterativeRun:
                         **self.settings.pruner_options)
         if self.calibrate is not None:
             self.calibrate(pruner)
-        plan = pruner.plan(step_target)
-        pruner.apply(plan, verify=self.settings.verify)
-        io.record_plan(candidate, plan.to_dict())
+        planner = getattr(candidate, "pruning_plan", None)  # e.g. soft sharing ties its columns
+        plan = planner(pruner, step_target) if callable(planner) else pruner.plan(step_target)
+        pruner.apply(plan, verify=self.settings.verify)  # also records the plan in the config
         return candidate
 
     def attempt(self, proposed: float) -> dict[str, Any]:

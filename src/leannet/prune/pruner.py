@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from leannet.errors import LeannetError
+from leannet.io import record_plan
 from leannet.prune.cost import CostModel
 from leannet.prune.criteria import (DATA_CRITERIA, ActivationStats, calibrate, check_criterion,
                                     score_groups)
@@ -146,6 +147,7 @@ class Pruner:
                                      _bad_plan(plan))
         removed = plan.removed_mask(self.graph)
         remove_channels(self.model, self.graph, removed, self.example_inputs, verify)
+        record_plan(self.model, plan.to_dict())
         self._graph, self._stats = None, None
         return self.model
 
@@ -160,4 +162,5 @@ def apply_plan(model: nn.Module, plan: PruningPlan | dict, example_inputs: Any,
     plan = PruningPlan.from_dict(plan if isinstance(plan, (dict, PruningPlan)) else _bad_plan(plan))
     graph = build_graph(model, example_inputs, leaf_modules)
     remove_channels(model, graph, plan.removed_mask(graph), example_inputs, verify)
+    record_plan(model, plan.to_dict())
     return model
