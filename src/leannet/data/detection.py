@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from leannet.data.registry import DataSource, register_source
 from leannet.detect.augment import box_augment, detection_collate, to_input
+from leannet.detect.images import read_image
 from leannet.detect.yolo_format import (find_data_yaml, label_path, list_images, parse_labels,
                                         read_data_yaml, to_pixel_boxes)
 from leannet.errors import LeannetError
@@ -172,12 +173,7 @@ class YoloFolder(Dataset):
     def _image(self, index: int) -> Tensor:
         """The image as uint8 RGB at the square input size (decoded once, then kept)."""
         if index not in self._cache:
-            from torchvision.io import ImageReadMode, decode_image
-
-            try:
-                image = decode_image(str(self.images[index]), mode=ImageReadMode.RGB)
-            except RuntimeError as err:
-                raise LeannetError(f"cannot decode image {self.images[index]}: {err}") from None
+            image = read_image(self.images[index])
             self._cache[index] = (to_input(image, self.image_size) * 255).round().to(torch.uint8)
         return self._cache[index]
 

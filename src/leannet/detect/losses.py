@@ -21,16 +21,16 @@ from leannet.models.yolo import DetectSpec
 Targets = Sequence[Mapping[str, Tensor]]
 
 
-def yolo_loss(outputs: Mapping[str, Tensor], targets: Targets, spec: DetectSpec
-              ) -> tuple[Tensor, dict[str, float]]:
-    """The loss of the spec's head: (total / batch size, parts)."""
+def yolo_loss(outputs: Mapping[str, Tensor], targets: Targets, spec: DetectSpec,
+              **options: float | None) -> tuple[Tensor, dict[str, float]]:
+    """The loss of the spec's head: (total / batch size, parts); options go to that head's loss."""
     levels = level_outputs(outputs, spec)
     img, labels, boxes = flatten_targets(targets, levels[0].raw.device)
     if spec.head == "v1":
-        return v1_loss(levels[0], spec, img, labels, boxes)
+        return v1_loss(levels[0], spec, img, labels, boxes, **options)
     if spec.head == "v2":
-        return v2_loss(levels[0], spec, img, labels, boxes)
-    return v3_loss(levels, spec, img, labels, boxes)
+        return v2_loss(levels[0], spec, img, labels, boxes, **options)
+    return v3_loss(levels, spec, img, labels, boxes, **options)
 
 
 def flatten_targets(targets: Targets, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:

@@ -4,8 +4,6 @@ Used by `leannet predict`; writes `<stem>.png` per image plus `detections.json`,
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,19 +14,8 @@ from torch import nn
 from leannet.detect.augment import to_input
 from leannet.detect.decode import decode
 from leannet.detect.draw import draw_detections
+from leannet.detect.images import read_image, write_image
 from leannet.errors import LeannetError
-
-
-def read_image(path: Path) -> torch.Tensor:
-    """An image file as uint8 RGB (3, H, W); unreadable files give a LeannetError."""
-    from torchvision.io import ImageReadMode, decode_image
-
-    if not path.is_file():
-        raise LeannetError(f"image {path} does not exist")
-    try:
-        return decode_image(str(path), mode=ImageReadMode.RGB)
-    except RuntimeError as err:
-        raise LeannetError(f"cannot decode image {path}: {err}") from None
 
 
 def detect_image(model: nn.Module, image: torch.Tensor, conf: float = 0.25, iou: float = 0.45
@@ -47,21 +34,6 @@ def detect_image(model: nn.Module, image: torch.Tensor, conf: float = 0.25, iou:
     return {**found, "boxes": found["boxes"] * scale}
 
 
-def _write_png(path: Path, image: torch.Tensor) -> None:
-    """Encode a uint8 image as PNG through a temp file and a rename."""
-    from torchvision.io import encode_png
-
-    data = encode_png(image.contiguous()).numpy().tobytes()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def predict_files(model: nn.Module, images: Sequence[Path], out_dir: Path, conf: float = 0.25,
                   iou: float = 0.45, progress: bool = True) -> list[dict[str, Any]]:
     """Detect, draw and save each image in `out_dir`; write detections.json; return its entries."""
@@ -77,7 +49,7 @@ def predict_files(model: nn.Module, images: Sequence[Path], out_dir: Path, conf:
         for path, image in loaded:
             found = detect_image(model, image, conf, iou)
             name = _unique(path.stem, used) + ".png"
-            _write_png(out_dir / name, draw_detections(image, found, names))
+            write_image(out_dir / name, draw_detections(image, found, names))
             entries.append({"image": str(path), "output": name, "detections": [
                 {"label": int(label), "name": names[label] if label < len(names) else str(label),
                  "score": round(float(score), 4), "box": [round(float(v), 2) for v in box]}

@@ -30,8 +30,9 @@ class DetectionTask:
     main_metric = "map50"
 
     def __init__(self, spec: DetectSpec, count_weight: float = 1.0, conf_threshold: float = 0.01,
-                 iou_threshold: float = 0.5) -> None:
+                 iou_threshold: float = 0.5, loss_options: dict | None = None) -> None:
         self.spec = spec
+        self.loss_options = dict(loss_options or {})
         self.count_weight = count_weight
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
@@ -39,7 +40,7 @@ class DetectionTask:
 
     def loss(self, outputs: Mapping[str, Tensor], targets: Sequence[Mapping[str, Tensor]]
              ) -> Tensor:
-        total, parts = yolo_loss(outputs, targets, self.spec)
+        total, parts = yolo_loss(outputs, targets, self.spec, **self.loss_options)
         if self.spec.count_classes and "count" in outputs:
             logits = outputs["count"]
             count = F.cross_entropy(logits, count_targets(targets, self.spec.count_classes,

@@ -148,7 +148,7 @@ def _out_channels(spec: DetectSpec) -> int:
 
 
 def _init_prediction_bias(model: YOLO) -> None:
-    """Objectness/confidence biases start at a 1% prior (Focal-loss/YOLOv5 practice)."""
+    """Objectness biases start at a 1% prior, v3 class biases at 1/C (Focal-loss/YOLOv5 practice)."""
     prior = math.log(OBJECT_PRIOR / (1 - OBJECT_PRIOR))
     spec = model.spec
     for conv in model.predict:
@@ -159,6 +159,8 @@ def _init_prediction_bias(model: YOLO) -> None:
                 conv.bias[4:spec.boxes_per_cell * 5:5] = prior
             else:
                 conv.bias.view(spec.boxes_per_cell, -1)[:, 4] = prior
+            if spec.head == "v3":  # independent logistic classes start at P = 1 / num_classes
+                conv.bias.view(spec.boxes_per_cell, -1)[:, 5:] = -math.log(spec.num_classes)
 
 
 def default_anchors(head: str, image_size: int) -> list[list[float]]:
