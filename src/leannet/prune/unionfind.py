@@ -78,23 +78,37 @@ class UnionFind:
             ra, rb = rb, ra
         self.parent[rb] = ra
         self.protected[ra] |= self.protected[rb]
-        oa, ob = self.find_owner(int(self.owner[ra])), self.find_owner(int(self.owner[rb]))
+        self._union_owners(self.owner[ra], self.owner[rb])
+
+    def _union_owners(self, a: int, b: int) -> None:
+        oa, ob = self.find_owner(int(a)), self.find_owner(int(b))
         if oa != ob:
             self.owner_parent[max(oa, ob)] = min(oa, ob)
 
     def union_arrays(self, a: np.ndarray, b: np.ndarray) -> None:
-        """Union a[i] with b[i] for every i (arrays of the same shape)."""
+        """Union a[i] with b[i] for every i (vectorised: link larger roots under smaller ones
+        until every pair shares a root; flags and owners follow)."""
         a = self.roots(np.asarray(a).ravel())
         b = self.roots(np.asarray(b).ravel())
-        pairs = np.unique(np.stack([a, b], 1)[a != b], axis=0)
-        for x, y in pairs:
-            self.union(int(x), int(y))
+        differ = a != b
+        if not differ.any():
+            return
+        a, b = a[differ], b[differ]
+        for x, y in np.unique(np.stack([self.owner[a], self.owner[b]], 1), axis=0):
+            self._union_owners(x, y)
+        involved = np.unique(np.concatenate([a, b]))
+        flags = self.protected[involved].copy()
+        while True:
+            self.parent[np.maximum(a, b)] = np.minimum(a, b)
+            a, b = self.roots(a), self.roots(b)
+            if np.array_equal(a, b):
+                break
+        np.logical_or.at(self.protected, self.roots(involved), flags)
 
     def union_all(self, atoms: np.ndarray) -> None:
         """Union every atom of the array into one class."""
         atoms = np.unique(self.roots(np.asarray(atoms).ravel()))
-        for other in atoms[1:]:
-            self.union(int(atoms[0]), int(other))
+        self.union_arrays(np.full(len(atoms), atoms[0]), atoms)
 
     def protect(self, atoms: np.ndarray) -> None:
         """Mark the classes of these atoms unprunable."""
