@@ -48,8 +48,8 @@ def build_for_source(source: DataSource, model: str, *, width_mult: float | None
                      ) -> tuple[nn.Module, Any]:
     """A fresh model named `model` for `source` and the task that trains it."""
     kind = task or source.task
-    if kind not in ("classify", "detect"):
-        raise LeannetError(f"unknown task {kind!r}; expected classify or detect")
+    if kind not in ("classify", "detect", "multitask"):
+        raise LeannetError(f"unknown task {kind!r}; expected classify, detect or multitask")
     extra = {"width_mult": float(width_mult)} if width_mult is not None else {}
     if kind == "detect" or source.task == "detect":
         from leannet.detect.setup import build

@@ -16,7 +16,7 @@ def evaluate_folder(model_dir: str | Path, data: str | None = None,
     `force`); nothing is written inside the model folder.
     """
     from leannet.data.loaders import make_loaders
-    from leannet.io import atomic_write_json, load
+    from leannet.io import atomic_write_json, load, read_config
     from leannet.train.build import source_for_model
     from leannet.train.fit import evaluate
 
@@ -26,6 +26,9 @@ def evaluate_folder(model_dir: str | Path, data: str | None = None,
     if result_path is not None and result_path.exists() and not force:
         raise LeannetError(f"{result_path} already exists; pass --force to overwrite it")
     model = load(model_dir)
+    recorded = read_config(model_dir).get("data")  # the training source, if `train` recorded it
+    if recorded and "data" not in model.leannet_config:
+        model.leannet_config["data"] = recorded
     source, task = source_for_model(model, data, data_root)
     _, val_loader = make_loaders(source, max(1, batch_size // 2))
     _check_classes(model, source, val_loader, model_dir)
