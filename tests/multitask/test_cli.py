@@ -1,0 +1,59 @@
+"""`leannet train --data multi-digits --sharing ...` end to end through the real CLI entry point."""
+import json
+import sys
+
+import pytest
+
+import leannet
+from leannet.cli import main
+
+
+def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `leannet ARGS` in-process; (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["leannet", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+TRAIN = ("train", "--model", "simple_cnn", "--data", "multi-digits", "--epochs", "1",
+         "--batch-size", "128")
+
+
+@pytest.mark.parametrize("sharing", [("hard",), ("soft", "--penalty", "l2", "--strength", "0.01"),
+                                     ("soft", "--penalty", "trace", "--weighting", "dwa")])
+def test_train_multitask_from_the_cli(monkeypatch, capsys, tmp_path, sharing):
+    out = tmp_path / "run"
+    code, stdout, _ = cli(monkeypatch, capsys, *TRAIN, "--sharing", *sharing, "--out", str(out))
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["main_metric"] == "mean_accuracy"
+    for task in ("left", "right"):
+        assert 0.1 < result["metrics"][f"{task}/accuracy"] <= 1.0  # above chance after 1 epoch
+        assert f"{task}/loss" in result["metrics"] and f"{task}/train_loss" in result["metrics"]
+    assert result["params"] > 0 and result["macs"] > 0
+    assert "left/accuracy" in stdout
+    model = leannet.load(out / "model")
+    expected = {"hard": "hard_sharing", "soft": "soft_sharing"}[sharing[0]]
+    assert model.leannet_config["name"] == expected
+    if sharing[0] == "soft":
+        assert model.penalty_name == sharing[2]
+
+
+def test_cli_bad_multitask_input_is_one_line(monkeypatch, capsys, tmp_path):
+    for extra, message in (
+            (("--sharing", "soft", "--penalty", "l1"), "unknown soft-sharing penalty 'l1'"),
+            (("--sharing", "soft", "--strength", "-1"), "strength must be a number >= 0"),
+            (("--sharing", "medium"), "unknown sharing 'medium'"),
+            (("--sharing", "hard", "--weighting", "gradnorm"), "unknown loss weighting")):
+        code, _, err = cli(monkeypatch, capsys, *TRAIN, *extra, "--out", str(tmp_path / "bad"))
+        assert code == 2 and message in err and err.strip().count("\n") == 0
+        assert not (tmp_path / "bad").exists()  # bad input leaves no output behind
+    code, _, err = cli(monkeypatch, capsys, "train", "--model", "simple_cnn", "--data", "digits",
+                       "--sharing", "hard", "--out", str(tmp_path / "bad2"))
+    assert code == 2 and "not multi-task" in err
