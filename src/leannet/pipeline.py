@@ -6,17 +6,22 @@ the pruned model folder, `result.json` and the report.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from leannet import io
 from leannet.errors import LeannetError
 from leannet.measure import file_size
-from leannet.prune.iterative import DATA_DRIVEN, STATE_FILE, IterativeResult, iterative_prune
+from leannet.prune.iterative import (DATA_DRIVEN, STATE_FILE, IterativeResult, iterative_prune,
+                                     schedule_fractions, target_cost)
+
+SENSITIVITY_FILE = "sensitivity.json"
 
 
 @dataclass
@@ -42,7 +47,7 @@ class PruneJob:
     resume: bool = False
     force: bool = False
     seed: int = 0
-    progress: bool = True
+    sensitivity_dir: Path | None = None  # a `leannet sensitivity` run whose layer ratios to use
 
 
 @dataclass
@@ -122,6 +127,16 @@ def make_callables(bench: Workbench, job: PruneJob) -> tuple[Callable, Callable,
     return finetune, score, (calibrate if needs_data else None)
 
 
+def _check_task_names(task: Any, job: PruneJob) -> None:
+    """Task names in --max-drop and --task-weights must be the model's own."""
+    names = list(getattr(task, "subtasks", None) or [task.main_metric])
+    for option, value in (("--max-drop", job.max_drop), ("--task-weights", job.task_weights)):
+        unknown = sorted(set(value) - set(names)) if isinstance(value, dict) else []
+        if unknown:
+            raise LeannetError(f"{option} names {', '.join(unknown)}, which the model does not "
+                               f"have; its tasks are {', '.join(names)}")
+
+
 def _conv_channels(model: nn.Module) -> dict[str, int]:
     """Output channels of every convolution, by module name."""
     return {name: m.out_channels for name, m in model.named_modules()
@@ -147,16 +162,58 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
     if isinstance(job.max_drop, (int, float)) and job.max_drop < 0:
         raise LeannetError(f"--max-drop must be >= 0, got {job.max_drop}")
     target = Target(**job.target, round_to=job.round_to, min_fraction=job.min_fraction)
+    target_cost(target)
+    schedule_fractions(0.5, job.steps, job.schedule)
     bench = open_workbench(job.model_dir, job.data, job.data_root, job.batch_size, job.seed)
+    _check_task_names(bench.task, job)
     _prepare_out(job)
     finetune, score, calibrate = make_callables(bench, job)
     options = {"task_weights": job.task_weights} if job.task_weights else {}
+    layer_keep = _layer_keep(job)
     outcome = iterative_prune(
         bench.model, finetune, score, target, bench.example_inputs, criterion=job.criterion,
         schedule=job.schedule, steps=job.steps, max_drop=job.max_drop, calibrate=calibrate,
         checkpoint_dir=job.out, resume=job.resume, seed=job.seed, pruner_options=options,
-        on_attempt=on_attempt, run_label=f"{job.model_dir.resolve()}|{job.data}|{job.finetune_epochs}")
+        on_attempt=on_attempt, layer_keep=layer_keep,
+        run_label=f"{job.model_dir.resolve()}|{job.data}|{job.finetune_epochs}")
     return finish_run(job, bench.model, outcome)
+
+
+def _layer_keep(job: PruneJob) -> dict[str, dict[str, float]]:
+    """Per-group final keep fractions from a sensitivity run, copied into the run folder."""
+    if job.sensitivity_dir is None:
+        return {}
+    path = Path(job.sensitivity_dir) / SENSITIVITY_FILE
+    if not path.is_file():
+        raise LeannetError(f"--sensitivity: {job.sensitivity_dir} has no {SENSITIVITY_FILE} "
+                           "(run `leannet sensitivity` first)")
+    sensitivity = json.loads(path.read_text())
+    io.atomic_write_json(job.out / SENSITIVITY_FILE, sensitivity)  # the report plots it
+    return {name: {"size": sensitivity["sizes"][name], "keep": keep}
+            for name, keep in sensitivity["layer_keep"].items()}
+
+
+def run_sensitivity(model_dir: Path, data: str, out: Path, data_root: Path | None = None,
+                    ratios: tuple[float, ...] = (0.25, 0.5, 0.75), criterion: str = "l1",
+                    max_drop: float = 0.01, batch_size: int = 64, force: bool = False,
+                    on_group: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """Sensitivity of every prunable group, with per-layer keep fractions for `max_drop`."""
+    from leannet.prune.sensitivity import ratios_from_sensitivity, sensitivity_analysis
+    from leannet.report import plot_sensitivity
+
+    bench = open_workbench(model_dir, data, data_root, batch_size)
+    io.prepare_out_dir(out, force)
+    job = PruneJob(model_dir, data, out, data_root, criterion, batch_size=batch_size)
+    _, score, calibrate = make_callables(bench, job)
+    result = sensitivity_analysis(
+        bench.model, lambda m: float(np.mean(list(score(m).values()))), bench.example_inputs,
+        ratios, criterion, calibrate, metric_name=bench.task.main_metric, on_group=on_group)
+    result |= {"max_drop": max_drop, "layer_keep": ratios_from_sensitivity(result, max_drop),
+               "model": str(model_dir), "data": data}
+    io.atomic_write_json(out / SENSITIVITY_FILE, result)
+    result["plot"] = str(plot_sensitivity(result, out / "sensitivity.png"))
+    io.atomic_write_json(out / "result.json", result)
+    return result
 
 
 def finish_run(job: PruneJob, original: nn.Module, outcome: IterativeResult) -> dict[str, Any]:
@@ -168,6 +225,7 @@ def finish_run(job: PruneJob, original: nn.Module, outcome: IterativeResult) -> 
     result["baseline"]["size_bytes"] = file_size(job.model_dir)
     result["final"]["size_bytes"] = file_size(model_dir)
     result |= {"model": str(model_dir), "source_model": str(job.model_dir), "data": job.data,
+               "metric_name": "/".join(outcome.baseline["metrics"]),
                "criterion": job.criterion, "max_drop": job.max_drop,
                "channels_before": _conv_channels(original),
                "channels_after": _conv_channels(outcome.model)}

@@ -72,6 +72,8 @@ def prune(
     task_weights: Optional[str] = typer.Option(None, help="importance weight per task, "
                                                           "'left=1,right=2'"),
     seed: int = typer.Option(0),
+    sensitivity: Optional[Path] = typer.Option(
+        None, help="a `leannet sensitivity` run folder: its per-layer ratios fix each layer's share"),
     out: Path = typer.Option(Path("runs/pruned"), help="run folder"),
     resume: bool = typer.Option(False, help="continue an interrupted run in --out"),
     force: bool = typer.Option(False, help="overwrite --out"),
@@ -86,12 +88,50 @@ def prune(
                    _target(target_macs, target_params, target_latency, target_channels),
                    parse_task_values(max_drop, "--max-drop"), steps, schedule, finetune_epochs,
                    lr, batch_size, round_to=round_to, min_fraction=min_fraction,
-                   task_weights=weights, resume=resume, force=force, seed=seed)
+                   task_weights=weights, resume=resume, force=force, seed=seed,
+                   sensitivity_dir=sensitivity)
     result = run_prune_job(job, on_attempt=_print_attempt)
     print_summary(result)
     console.print(f"model: {result['model']}   report: {result['report']}")
 
 
+def sensitivity(
+    model: Path = typer.Argument(..., help="model folder to analyse"),
+    data: str = typer.Option("digits", help="data source to evaluate on"),
+    data_root: Optional[Path] = typer.Option(None, help="where the data source's files are"),
+    criterion: str = typer.Option("l1", help="which channels of a group go first"),
+    ratios: str = typer.Option("0.25,0.5,0.75", help="pruned fractions to try per group"),
+    max_drop: float = typer.Option(0.01, help="drop allowed per layer when deriving layer ratios"),
+    batch_size: int = typer.Option(64),
+    out: Path = typer.Option(Path("runs/sensitivity"), help="output folder"),
+    force: bool = typer.Option(False, help="overwrite --out"),
+) -> None:
+    """Metric after pruning each channel group alone (no fine-tuning), and per-layer ratios."""
+    from rich.progress import Progress
+
+    from leannet.pipeline import run_sensitivity
+
+    try:
+        fractions = tuple(float(r) for r in ratios.split(","))
+    except ValueError:
+        raise LeannetError(f"--ratios {ratios!r} should be fractions like 0.25,0.5,0.75") from None
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("groups", total=None)
+        result = run_sensitivity(model, data, out, data_root, fractions, criterion, max_drop,
+                                 batch_size, force, on_group=lambda name: progress.advance(bar))
+    table = Table(title=f"sensitivity ({result['metric_name']}, baseline "
+                        f"{result['baseline']:.4f})")
+    for column in ("group", "channels", *[f"-{r:.0%}" for r in result["ratios"]], "keep"):
+        table.add_column(column, justify="right")
+    for name, values in result["groups"].items():
+        table.add_row(name, str(result["sizes"][name]), *[f"{v:.4f}" for v in values],
+                      f"{result['layer_keep'][name]:.2f}")
+    console.print(table)
+    console.print(f"written: {out / 'sensitivity.json'}, {result['plot']}; use it with "
+                  f"`leannet prune ... --sensitivity {out}`")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `prune` to the CLI."""
+    """Add `prune` and `sensitivity` to the CLI."""
     app.command()(prune)
+    app.command()(sensitivity)

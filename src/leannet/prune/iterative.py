@@ -160,6 +160,7 @@ class RunSettings:
     tolerance: float = 0.02
     pruner_options: dict[str, Any] = field(default_factory=dict)
     run_label: str = ""  # what else identifies the run for --resume (e.g. the data source)
+    layer_keep: dict[str, dict[str, float]] = field(default_factory=dict)  # {group: {size, keep}}
 
     def fingerprint_fields(self, target: Any) -> dict[str, Any]:
         """JSON-able view used to tell this run from another in the same folder."""
@@ -238,18 +239,54 @@ class IterativeRun:
         from leannet.prune import Pruner
 
         candidate = copy.deepcopy(self.model)
-        current = self.state["current"][self.cost] or 1
-        relative = min(1.0, proposed * self.state["baseline"][self.cost] / current)
-        kind = "macs" if self.cost == "latency" else self.cost
-        step_target = dataclasses.replace(self.target, **{self.cost: None, kind: relative})
         pruner = Pruner(candidate, self.example_inputs, criterion=self.settings.criterion,
                         **self.settings.pruner_options)
+        current = self.state["current"][self.cost] or 1
+        relative = min(1.0, proposed * self.state["baseline"][self.cost] / current)
+        kind = "macs" if self.cost in ("latency", "channels") and self.settings.layer_keep \
+            else "macs" if self.cost == "latency" else self.cost
+        step_target = dataclasses.replace(self.target, **{self.cost: None, kind: relative})
         if self.calibrate is not None:
             self.calibrate(pruner)
         planner = getattr(candidate, "pruning_plan", None)  # e.g. soft sharing ties its columns
-        plan = planner(pruner, step_target) if callable(planner) else pruner.plan(step_target)
+        if callable(planner):
+            plan = planner(pruner, step_target)
+        elif self.settings.layer_keep:
+            plan = self._plan_by_layer_ratios(pruner, step_target, kind)
+        else:
+            plan = pruner.plan(step_target)
         pruner.apply(plan, verify=self.settings.verify)  # also records the plan in the config
         return candidate
+
+    def _plan_by_layer_ratios(self, pruner: Any, step_target: Any, kind: str) -> Any:
+        """A plan that prunes each listed group in proportion to its allowed ratio.
+
+        Group g may lose (1 - keep_g) * scale of its original channels; `scale` is bisected so
+        that the plan just reaches this step's target. Fragile groups (keep 1.0) lose nothing.
+        """
+        wanted = getattr(step_target, kind)
+        fraction_key = "params_fraction" if kind == "params" else "macs_fraction"
+
+        def plan_at(scale: float) -> Any:
+            overrides = dict(self.target.overrides)
+            for name, spec in self.settings.layer_keep.items():
+                group = pruner.graph.by_name.get(name)
+                if group is not None:
+                    count = spec["size"] * (1 - min(1.0, (1 - spec["keep"]) * scale))
+                    overrides[name] = min(1.0, max(1.0, count) / group.size)
+            full = dataclasses.replace(step_target, **{kind: 1.0}, overrides=overrides)
+            return pruner.plan(full)
+
+        low, high = 0.0, 1.0 / max(1e-6, 1 - min(s["keep"] for s in
+                                               self.settings.layer_keep.values()))
+        if plan_at(high).meta[fraction_key] > wanted + 1e-9:
+            raise LeannetError(f"the per-layer ratios cannot reach {kind}={wanted:.3f} even at "
+                               "their limits; allow a larger --max-drop in sensitivity")
+        for _ in range(20):
+            middle = (low + high) / 2
+            low, high = (middle, high) if plan_at(middle).meta[fraction_key] > wanted else \
+                (low, middle)
+        return plan_at(high)
 
     def attempt(self, proposed: float) -> dict[str, Any]:
         """Prune to `proposed`, fine-tune, evaluate and judge by the guard; returns the record."""
@@ -346,18 +383,22 @@ def iterative_prune(model: nn.Module, finetune: Callable[[nn.Module], Any],
                     seed: int = 0, verify: bool = True,
                     pruner_options: dict[str, Any] | None = None,
                     on_attempt: Callable[[dict[str, Any]], Any] | None = None,
-                    run_label: str = "") -> IterativeResult:
+                    run_label: str = "", layer_keep: dict[str, dict[str, float]] | None = None
+                    ) -> IterativeResult:
     """Prune `model` towards `target` in steps, fine-tuning after each, guarded by `max_drop`.
 
     `target` is a leannet.Target with one of macs / params / latency / channels as the fraction
     of the baseline to keep. `max_drop` is the allowed absolute drop of the evaluate metric from
     its baseline value (a dict gives one limit per task). Returns the outcome with the pruned
-    model (`result.model`); the model passed in is left untouched.
+    model (`result.model`); the model passed in is left untouched. `layer_keep` ({group:
+    {"size": original channels, "keep": fraction}}, e.g. from sensitivity analysis) makes each
+    step prune those groups in proportion to (1 - keep): robust layers lose more.
     """
     if steps < 1:
         raise LeannetError(f"steps must be at least 1, got {steps}")
     settings = RunSettings(criterion, schedule, steps, max_drop, min_step, seed, verify,
-                           pruner_options=dict(pruner_options or {}), run_label=run_label)
+                           pruner_options=dict(pruner_options or {}), run_label=run_label,
+                           layer_keep=dict(layer_keep or {}))
     run = IterativeRun(model, finetune, evaluate, target, example_inputs, settings, calibrate,
                        checkpoint_dir, on_attempt)
     return run.run(resume=resume)
