@@ -57,3 +57,21 @@ def test_cli_bad_multitask_input_is_one_line(monkeypatch, capsys, tmp_path):
     code, _, err = cli(monkeypatch, capsys, "train", "--model", "simple_cnn", "--data", "digits",
                        "--sharing", "hard", "--out", str(tmp_path / "bad2"))
     assert code == 2 and "not multi-task" in err
+
+
+def test_prune_soft_sharing_from_the_cli_keeps_columns_tied(monkeypatch, capsys, tmp_path):
+    code, _, _ = cli(monkeypatch, capsys, *TRAIN, "--sharing", "soft", "--out",
+                     str(tmp_path / "soft"))
+    assert code == 0
+    code, _, err = cli(monkeypatch, capsys, "prune", str(tmp_path / "soft" / "model"), "--data",
+                       "multi-digits", "--criterion", "l1", "--target-macs", "0.5", "--steps", "1",
+                       "--finetune-epochs", "1", "--max-drop", "left=1,right=1",
+                       "--out", str(tmp_path / "pruned"))
+    assert code == 0, err
+    result = json.loads((tmp_path / "pruned" / "result.json").read_text())
+    assert result["target_reached"] and result["steps"][0]["status"] == "accepted"
+    assert set(result["steps"][0]["metrics"]) == {"left", "right"}  # one guard per task
+    model = leannet.load(tmp_path / "pruned" / "model")
+    assert model.leannet_config["plans"][0]["meta"]["tied_columns"] == ["left", "right"]
+    shapes = [{k: v.shape for k, v in model.columns[t].named_parameters()} for t in model.columns]
+    assert shapes[0] == shapes[1]
