@@ -8,7 +8,6 @@ Deterministic given `seed`.
 """
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,6 @@ from leannet.errors import LeannetError
 
 CANVAS, DIGIT, SHIFT, OUT = 36, 28, 6, 28
 TASKS = {"left": 10, "right": 10}
-MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-               "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 # PIL's NEAREST resize samples source pixel floor((i + 0.5) * 36 / 28) for output pixel i.
 RESIZE_INDEX = ((np.arange(OUT) + 0.5) * CANVAS / OUT).astype(np.int64)
 
@@ -80,54 +77,32 @@ def multi_digits(root: Path | None = None, arg: str | None = None, seed: int = 0
     return multitask_source("multi-digits", train, val)
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (gzipped or not) as a uint8 array of its declared shape."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise LeannetError(f"{path} is not a uint8 IDX file")
-    dims = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
-    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
-    if array.size != int(np.prod(shape)):
-        raise LeannetError(f"{path} is truncated: expected {int(np.prod(shape))} values")
-    return array.reshape(shape)
+def _available(root: Path | None) -> bool:
+    """Whether the MNIST IDX files are at `root` (or a standard place), without downloading."""
+    from leannet.data.idx import find_idx_folder, standard_places
+
+    bases = [Path(root)] if root is not None else standard_places("mnist")
+    return any(b.is_dir() and find_idx_folder("mnist", b) is not None for b in bases)
 
 
-def _find(folder: Path, stem: str) -> Path | None:
-    """The IDX file `stem` or `stem.gz` in `folder`."""
-    for candidate in (folder / f"{stem}.gz", folder / stem):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def mnist_folder(root: Path | None) -> Path | None:
-    """The folder holding the four MNIST IDX files: `root` itself or `root/mnist`."""
-    if root is None:
-        return None
-    for folder in (Path(root), Path(root) / "mnist"):
-        if all(_find(folder, stem) for pair in MNIST_FILES.values() for stem in pair):
-            return folder
-    return None
-
-
-@register_source("multi-mnist", "MultiMNIST (Sener & Koltun 2018) from MNIST IDX files at --root",
-                 available=lambda root: mnist_folder(root) is not None)
+@register_source("multi-mnist", "MultiMNIST (Sener & Koltun 2018) built from the MNIST IDX files "
+                 "(tasks left, right; 28x28)", available=_available)
 def multi_mnist(root: Path | None = None, arg: str | None = None, seed: int = 0,
                 train_size: int | None = None, val_size: int | None = None,
-                **_: object) -> DataSource:
-    """60,000 train / 10,000 test pairs (or random subsets of `train_size` / `val_size`)."""
-    folder = mnist_folder(root)
-    if folder is None:
-        raise LeannetError(f"multi-mnist needs the four MNIST IDX files (train-images-idx3-ubyte"
-                           f"[.gz], ...) in --root or --root/mnist; none found under {root}")
+                download: bool = True, **_: object) -> DataSource:
+    """60,000 train / 10,000 test pairs (or random subsets of `train_size` / `val_size`).
+
+    MNIST is found as the `mnist` source finds it: in `root`, a standard place, or downloaded.
+    """
+    from leannet.data.idx import SPLIT_FILES, _find_file, locate, read_idx
+
+    folder = locate("mnist", Path(root) if root is not None else None, download)
     splits = {}
-    for split, (images_stem, labels_stem) in MNIST_FILES.items():
-        images, labels = read_idx(_find(folder, images_stem)), read_idx(_find(folder, labels_stem))
-        if images.ndim != 3 or images.shape[1:] != (DIGIT, DIGIT) or len(images) != len(labels):
+    for split, (images_stem, labels_stem) in SPLIT_FILES.items():
+        images = read_idx(_find_file(folder, images_stem), 3).numpy()
+        labels = read_idx(_find_file(folder, labels_stem), 1).numpy()
+        if images.shape[1:] != (DIGIT, DIGIT) or len(images) != len(labels):
             raise LeannetError(f"MNIST files in {folder} have unexpected shapes {images.shape}")
         size = train_size if split == "train" else val_size
-        splits[split] = make_pairs(images, labels, seed + (split == "val"), size)
-    return multitask_source("multi-mnist", splits["train"], splits["val"])
+        splits[split] = make_pairs(images, labels, seed + (split == "test"), size)
+    return multitask_source("multi-mnist", splits["train"], splits["test"])
