@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 from leannet import io
-from leannet.errors import LeannetError
+from leannet.errors import LeannetError, UnreachableTarget
 from leannet.measure import count_macs, count_params, latency_ms
+from leannet.prune.criteria import check_criterion
 
 DATA_DRIVEN = frozenset({"mean_activation", "apoz", "taylor"})
 SCHEDULES = ("oneshot", "equal", "geometric")
@@ -189,6 +190,7 @@ class IterativeRun:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if self.checkpoint_dir is not None and not hasattr(model, "leannet_config"):
             raise LeannetError("checkpointing needs a model built by leannet.create_model")
+        check_criterion(settings.criterion)
         name = settings.criterion if isinstance(settings.criterion, str) else ""
         if name in DATA_DRIVEN and calibrate is None:
             raise LeannetError(f"criterion {name!r} is data-driven: pass calibrate= (a callable "
@@ -280,7 +282,7 @@ class IterativeRun:
         low, high = 0.0, 1.0 / max(1e-6, 1 - min(s["keep"] for s in
                                                self.settings.layer_keep.values()))
         if plan_at(high).meta[fraction_key] > wanted + 1e-9:
-            raise LeannetError(f"the per-layer ratios cannot reach {kind}={wanted:.3f} even at "
+            raise UnreachableTarget(f"the per-layer ratios cannot reach {kind}={wanted:.3f} even at "
                                "their limits; allow a larger --max-drop in sensitivity")
         for _ in range(20):
             middle = (low + high) / 2
@@ -299,7 +301,7 @@ class IterativeRun:
             record["target_macs_fraction"] = record["target_fraction"]
         try:
             candidate = self._prune_copy(proposed)
-        except LeannetError as err:
+        except UnreachableTarget as err:
             return record | {"status": "unreachable", "reason": str(err),
                              "seconds": round(time.perf_counter() - started, 3)}
         before = _as_metrics(self.evaluate(candidate))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leannet.errors import LeannetError
+from leannet.errors import LeannetError, UnreachableTarget
 from leannet.prune.cost import CostModel
 from leannet.prune.graph import OUT_KINDS, ChannelGraph, ChannelGroup
 from leannet.prune.plan import Target
@@ -103,8 +103,8 @@ def _meets(choices, kept, kind, fraction, cost) -> tuple[bool, float]:
     return value <= fraction + 1e-9, value
 
 
-def _unreachable(kind: str, fraction: float, best: float) -> LeannetError:
-    return LeannetError(f"target {kind}={fraction:g} is not reachable: with these floors, "
+def _unreachable(kind: str, fraction: float, best: float) -> UnreachableTarget:
+    return UnreachableTarget(f"target {kind}={fraction:g} is not reachable: with these floors, "
                         f"protected channels and rounding the smallest model keeps {best:.3f} of "
                         f"the {kind}; ask for at least {math.ceil(best * 1000) / 1000:g}")
 
