@@ -51,8 +51,8 @@ class MultiTask(nn.Module):
         """The weighted sum of task losses; training-time calls feed DWA's epoch means."""
         losses = self.task_losses(outputs, targets)
         if torch.is_grad_enabled():
-            for t, value in losses.items():
-                self._epoch_sums[t] += float(value.detach())
+            for t, value in losses.items():  # summed as tensors: no device sync per step
+                self._epoch_sums[t] = self._epoch_sums[t] + value.detach()
             self._epoch_batches += 1
         return self.weighting(losses)
 
@@ -71,7 +71,7 @@ class MultiTask(nn.Module):
     def on_epoch_end(self, history: list[dict] | None = None) -> None:
         """Log the epoch's per-task training losses and weights in `history[-1]`, adapt, reset."""
         if self._epoch_batches:
-            means = {t: s / self._epoch_batches for t, s in self._epoch_sums.items()}
+            means = {t: float(s) / self._epoch_batches for t, s in self._epoch_sums.items()}
             if history:
                 weights = self.weighting.weights()
                 history[-1].update({f"{t}/train_loss": means[t] for t in self.tasks})
