@@ -1,0 +1,195 @@
+"""MultiMNIST: single-task models vs hard sharing vs soft sharing (L2, trace norm), same backbone.
+
+Every model uses the same LeNet-style backbone (simple_cnn, channels 10/20, a 50-unit shared
+layer) and per-task heads of 50 hidden units (Sener & Koltun 2018's MultiLeNet shape), the same
+optimiser, epochs and batch size. The table: per-task test accuracy, train-test accuracy gap,
+parameters and MACs. With `--prune`, the trained hard-sharing model is also pruned to 50% of its
+MACs by `iterative_prune` with a per-task guard, and gets its own row.
+
+    python benchmarks/multitask_sharing.py --root /work/shared/data/mnist --train-size 20000 \
+        --epochs 5 --out benchmarks/results/multitask_sharing.json --prune
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from leannet.data import get_source
+from leannet.data.loaders import make_loaders
+from leannet.io import atomic_write_json
+from leannet.measure import count_macs, count_params
+from leannet.models import create_model
+from leannet.multitask import MultiTask
+from leannet.train import evaluate, fit
+
+console = Console(width=120)
+BACKBONE = {"channels": [10, 20], "hidden": 50}
+HEAD_HIDDEN = 50
+TASKS = {"left": 10, "right": 10}
+
+
+def variants(strength_l2: float, strength_trace: float) -> dict[str, tuple[str, dict]]:
+    """Row name -> (registered model, kwargs); single-task rows see only their own task."""
+    hard = {"trunk": "simple_cnn", "trunk_kwargs": BACKBONE, "head_hidden": HEAD_HIDDEN}
+    soft = {"column": "simple_cnn", "column_kwargs": BACKBONE, "head_hidden": HEAD_HIDDEN}
+    return {
+        "single-task left": ("hard_sharing", {**hard, "tasks": {"left": 10}}),
+        "single-task right": ("hard_sharing", {**hard, "tasks": {"right": 10}}),
+        "hard sharing": ("hard_sharing", {**hard, "tasks": TASKS}),
+        "soft sharing, L2": ("soft_sharing", {**soft, "tasks": TASKS, "penalty": "l2",
+                                              "strength": strength_l2}),
+        "soft sharing, trace norm": ("soft_sharing", {**soft, "tasks": TASKS, "penalty": "trace",
+                                                      "strength": strength_trace}),
+    }
+
+
+def row(name: str, model: torch.nn.Module, train_eval, test, seconds: float) -> dict:
+    """Per-task test accuracy, train-test gap, params and MACs of a trained model."""
+    task = MultiTask(list(model.task_names))
+    test_metrics = evaluate(model, test, task)
+    train_metrics = evaluate(model, train_eval, task)
+    result = {"name": name, "params": count_params(model),
+              "macs": count_macs(model, (1, 1, 28, 28)), "train_seconds": round(seconds, 1)}
+    for t in model.task_names:
+        result[f"{t}/test_accuracy"] = test_metrics[f"{t}/accuracy"]
+        result[f"{t}/train_accuracy"] = train_metrics[f"{t}/accuracy"]
+        result[f"{t}/gap"] = train_metrics[f"{t}/accuracy"] - test_metrics[f"{t}/accuracy"]
+    return result
+
+
+def train_variant(model_name: str, kwargs: dict, loaders, args) -> tuple[torch.nn.Module, float]:
+    """Build and train one variant with the shared recipe; returns the model and seconds."""
+    torch.manual_seed(args.seed)
+    model = create_model(model_name, **kwargs)
+    task = MultiTask(list(model.task_names))
+    start = time.perf_counter()
+    fit(model, loaders[0], loaders[1], task, args.epochs, optimizer="adamw", lr=args.lr,
+        weight_decay=args.weight_decay, seed=args.seed, progress=True)
+    return model, time.perf_counter() - start
+
+
+def pruned_row(model: torch.nn.Module, loaders, train_eval, test, args) -> dict:
+    """Prune the hard-sharing model to 50% MACs with a per-task guard, fine-tuning between steps."""
+    from leannet.prune import Target
+    from leannet.prune.iterative import iterative_prune
+
+    task = MultiTask(list(model.task_names))
+
+    def finetune(candidate: torch.nn.Module) -> None:
+        fit(candidate, loaders[0], loaders[1], task, args.finetune_epochs, optimizer="adamw",
+            lr=args.lr / 3, weight_decay=args.weight_decay, seed=args.seed, progress=False)
+
+    def per_task(candidate: torch.nn.Module) -> dict[str, float]:
+        metrics = evaluate(candidate, loaders[1], task)
+        return {t: metrics[f"{t}/accuracy"] for t in candidate.task_names}
+
+    def calibrate(pruner) -> None:  # data criteria: importance from every task's loss
+        pruner.calibrate(loaders[0], task.task_losses, max_batches=args.calibration_batches)
+
+    start = time.perf_counter()
+    result = iterative_prune(model, finetune, per_task, Target(macs=0.5),
+                             torch.zeros(2, 1, 28, 28), criterion=args.criterion, steps=args.steps,
+                             max_drop={t: args.max_drop for t in model.task_names},
+                             calibrate=calibrate)
+    out = row(f"hard sharing, pruned to 50% MACs ({args.criterion})", result.model, train_eval,
+              test, time.perf_counter() - start)
+    out["target_reached"] = result.target_reached
+    out["prune_steps"] = [{k: s.get(k) for k in ("step", "status", "achieved_fraction", "metrics",
+                                                 "guard_broken_by")} for s in result.steps]
+    return out
+
+
+def print_table(rows: list[dict]) -> None:
+    """A rich table of the results."""
+    table = Table(title="MultiMNIST: test accuracy, train-test gap, cost")
+    for col in ("model", "left acc", "right acc", "left gap", "right gap", "params", "MACs"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    pct = lambda r, k: f"{100 * r[k]:.2f}" if k in r else "-"  # noqa: E731
+    for r in rows:
+        table.add_row(r["name"], pct(r, "left/test_accuracy"), pct(r, "right/test_accuracy"),
+                      pct(r, "left/gap"), pct(r, "right/gap"), f"{r['params']:,}",
+                      f"{r['macs']:,}")
+    console.print(table)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The results as a markdown table (accuracy and gap in %)."""
+    pct = lambda r, k: f"{100 * r[k]:.2f}" if k in r else "-"  # noqa: E731
+    lines = ["| model | left acc | right acc | left gap | right gap | params | MACs |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {pct(r, 'left/test_accuracy')} | "
+                     f"{pct(r, 'right/test_accuracy')} | {pct(r, 'left/gap')} | "
+                     f"{pct(r, 'right/gap')} | {r['params']:,} | {r['macs']:,} |")
+    return "\n".join(lines)
+
+
+def merge(path: Path, rows: list[dict], settings: dict) -> list[dict]:
+    """Write rows into the JSON at `path`, replacing rows of the same name, keeping the others."""
+    old = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    fresh = {r["name"] for r in rows}
+    merged = [r for r in old["rows"] if r["name"] not in fresh] + rows
+    for r in rows:
+        r["settings"] = settings
+    atomic_write_json(path, {"rows": merged})
+    return merged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="/work/shared/data/mnist")
+    parser.add_argument("--train-size", type=int, default=20000)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--strength-l2", type=float, default=1e-2)
+    parser.add_argument("--strength-trace", type=float, default=1e-2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prune", action="store_true", help="add the pruned hard-sharing row")
+    parser.add_argument("--criterion", default="taylor")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--max-drop", type=float, default=0.01)
+    parser.add_argument("--calibration-batches", type=int, default=20)
+    parser.add_argument("--monitor-size", type=int, default=1000,
+                        help="test images scored after each epoch (the table uses all of them)")
+    parser.add_argument("--only", default="", help="semicolon-separated row names to (re)run; rows "
+                        "already in --out are kept")
+    parser.add_argument("--out", default="benchmarks/results/multitask_sharing.json")
+    args = parser.parse_args()
+
+    source = get_source("multi-mnist", root=args.root, train_size=args.train_size, seed=args.seed)
+    train, test = make_loaders(source, args.batch_size, seed=args.seed)
+    monitor = torch.utils.data.Subset(source.val, range(min(args.monitor_size, len(source.val))))
+    loaders = (train, torch.utils.data.DataLoader(monitor, batch_size=512))
+    train_eval = torch.utils.data.DataLoader(source.train, batch_size=512)
+    only = [n.strip() for n in args.only.split(";") if n.strip()]
+    rows, trained = [], {}
+    for name, (model_name, kwargs) in variants(args.strength_l2, args.strength_trace).items():
+        if only and name not in only:
+            continue
+        console.print(f"[bold]{name}[/bold]")
+        model, seconds = train_variant(model_name, kwargs, loaders, args)
+        trained[name] = model
+        rows.append(row(name, model, train_eval, test, seconds))
+        console.print(rows[-1])
+    if args.prune and "hard sharing" in trained:
+        rows.append(pruned_row(trained["hard sharing"], loaders, train_eval, test, args))
+    settings = {k: v for k, v in vars(args).items()}
+    settings.update(backbone=BACKBONE, head_hidden=HEAD_HIDDEN, train_images=len(source.train),
+                    test_images=len(source.val), torch_threads=torch.get_num_threads())
+    rows = merge(Path(args.out), rows, settings)
+    print_table(rows)
+    print(markdown_table(rows))
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
