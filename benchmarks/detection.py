@@ -40,13 +40,14 @@ def run_head(args: argparse.Namespace, head: str) -> dict[str, Any]:
     source = get_source(data, image_size=size, **options)
     model, task = build(source, "mobilenet_v2", {"width_mult": args.width}, head)
     train, val = make_loaders(source, args.batch_size, seed=args.seed)
+    run_dir = Path(args.runs) / f"{Path(data).name}_{head}"  # history.jsonl shows progress
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     history = fit(model, train, val, task, args.epochs, optimizer="adamw", lr=args.lr,
                   weight_decay=5e-4, warmup_epochs=0.5, seed=args.seed, restore_best=True,
-                  progress=not args.quiet)
+                  progress=not args.quiet, out_dir=run_dir)
     wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     metrics = evaluate(model, val, task)
-    save(model, Path(args.runs) / f"{Path(data).name}_{head}" / "model", metrics=metrics)
+    save(model, run_dir / "model", metrics=metrics)
     shape = (1, source.in_channels, size, size)
     return {"data": data, "head": head, "image_size": size, "width_mult": args.width,
             "epochs": args.epochs, "train_images": len(source.train),

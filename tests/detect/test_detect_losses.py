@@ -89,7 +89,7 @@ def test_loss_falls_on_a_few_steps(head, digits_batch):
                          head=head, num_classes=10, in_channels=1, image_size=SIZE,
                          neck_channels=16)
     images, targets = digits_batch
-    optimizer = torch.optim.Adam(model.parameters(), 3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-2)
     losses = []
     for _ in range(12):
         loss, _ = yolo_loss(model(images), targets, model.detect_spec)
@@ -98,7 +98,7 @@ def test_loss_falls_on_a_few_steps(head, digits_batch):
         optimizer.step()
         losses.append(float(loss.detach()))
     assert all(math.isfinite(v) for v in losses)
-    assert losses[-1] < 0.85 * losses[0], losses
+    assert losses[-1] < 0.8 * losses[0], losses
 
 
 @pytest.fixture(scope="module")
