@@ -99,17 +99,19 @@ def _from_base(base: Path, image_size: int | None, augment: bool) -> DataSource:
 
 @register_source("cifar10", "CIFAR-10, 50k/10k 32x32 RGB (train/ + test/ class folders, or "
                  "torchvision's batches)",
-                 available=lambda root: any(_usable(b) for b in ([root] if root else standard_places())))
+                 available=lambda root: any(_usable(b) for b in (
+                     [root, root / "cifar10"] if root else standard_places())))
 def cifar10(root: Path | None = None, arg: str | None = None, image_size: int | None = None,
             augment: bool = True, download: bool = True, **_: object) -> DataSource:
     """CIFAR-10 from `root`, a standard place, or torchvision's download; crops and flips."""
     if root is not None:
         if not root.is_dir():
             raise LeannetError(f"data root {root} does not exist or is not a folder")
-        if not _usable(root):
+        base = next((b for b in (root, root / "cifar10") if _usable(b)), None)
+        if base is None:
             raise LeannetError(f"{root} holds neither train/ and test/ class folders nor "
                                "torchvision's cifar-10-batches-py")
-        return _from_base(root, image_size, augment)
+        return _from_base(base, image_size, augment)
     for base in standard_places():
         if _usable(base):
             return _from_base(base, image_size, augment)

@@ -85,6 +85,14 @@ def _fingerprint(folders: list[Path]) -> list:
     return marks
 
 
+def _flatten(groups: dict[str, list[Path]], names: list[str]) -> tuple[list[Path], torch.Tensor]:
+    """Files of every class in `names` order, with their class indices as labels."""
+    files = [f for n in names for f in groups.get(n, [])]
+    labels = torch.tensor([i for i, n in enumerate(names) for _ in groups.get(n, [])],
+                          dtype=torch.long)
+    return files, labels
+
+
 def _decode_splits(name: str, train_dir: Path, val_dir: Path | None, size: int | None
                    ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Decode train (and val) class folders; without a val folder, split 80/20 stratified."""
@@ -96,10 +104,7 @@ def _decode_splits(name: str, train_dir: Path, val_dir: Path | None, size: int |
     first = classes[names[0]][0]
     mode = _read_mode(first)
     size = int(size or max(_decode(first, mode).shape[-2:]))
-    def flat(groups):
-        return [f for n in names for f in groups.get(n, [])], \
-               torch.tensor([i for i, n in enumerate(names) for _ in groups.get(n, [])])
-    files, labels = flat(classes)
+    files, labels = _flatten(classes, names)
     if val_dir is not None:
         val_classes = class_files(val_dir)
         unknown = sorted(set(val_classes) - set(names))
@@ -107,7 +112,7 @@ def _decode_splits(name: str, train_dir: Path, val_dir: Path | None, size: int |
             raise LeannetError(f"{val_dir} has classes not in {train_dir}: {', '.join(unknown[:5])}")
         if not val_classes:
             raise LeannetError(f"{val_dir} holds no class subfolders with images")
-        val_files, val_labels = flat(val_classes)
+        val_files, val_labels = _flatten(val_classes, names)
     else:
         files, labels, val_files, val_labels = _stratified_split(files, labels)
     tensors = {"train_images": decode_all(files, size, mode, f"decoding {name} train"),
