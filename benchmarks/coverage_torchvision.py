@@ -1,6 +1,7 @@
 """Coverage and speed: every torchvision classifier pruned by leannet and by Torch-Pruning 1.6.
 
-For each classification model in `torchvision.models` (random init, input 1x3x224x224), prune
+For each classification model in `torchvision.models` (random init, norm layers given random scales and statistics so
+verification is meaningful; input 1x3x224x224), prune
 50% of the channels of every group by `l1` (uniform ratio) with leannet (verified: the pruned
 model must equal the zeroed one to 1e-4) and with Torch-Pruning (`BasePruner`,
 `GroupMagnitudeImportance(p=1)`, pruning_ratio=0.5, classifier ignored), in the same process on
@@ -27,7 +28,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from leannet.io import atomic_write_json
+from leannet.io import atomic_write_json, atomic_write_text
 from leannet.measure import count_macs, count_params, latency_ms
 from leannet.prune import Pruner, Target
 
@@ -48,6 +49,23 @@ def classifiers(pattern: str | None) -> list[str]:
         except Exception:  # noqa: BLE001
             return 1e9
     return sorted(names, key=ops)
+
+
+def randomize_norms(model: torch.nn.Module) -> None:
+    """Random norm scales, shifts and running statistics (default init makes BatchNorm an
+    identity, which would let a wrong norm index mapping pass verification unnoticed)."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm,
+                          torch.nn.LayerNorm)):
+            with torch.no_grad():
+                if getattr(m, "weight", None) is not None:
+                    m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                if getattr(m, "bias", None) is not None:
+                    m.bias.copy_(torch.rand(m.bias.shape, generator=g) - 0.5)
+                if getattr(m, "running_mean", None) is not None:
+                    m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 0.2)
+                    m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
 
 
 def _reason(err: BaseException) -> str:
@@ -108,6 +126,7 @@ def one_model(name: str, size: int, runs: int) -> dict[str, Any]:
     torch.manual_seed(0)
     row: dict[str, Any] = {"model": name, "input": [1, 3, size, size]}
     base = torchvision.models.get_model(name).eval()
+    randomize_norms(base)
     x = torch.randn(1, 3, size, size)
     row["before"] = _measure(base, x, runs)
     for tool, runner in (("leannet", run_leannet), ("torch_pruning", run_torch_pruning)):
@@ -128,8 +147,7 @@ def one_model(name: str, size: int, runs: int) -> dict[str, Any]:
 def table(rows: list[dict[str, Any]]) -> Table:
     """The side-by-side table."""
     t = Table(title="torchvision classifiers: 50% channels by L1, leannet vs Torch-Pruning 1.6")
-    for col in ("model", "leannet", "TP", "GMACs before", "leannet after", "TP after",
-                "leannet s", "verify s", "TP s", "ms before", "leannet ms", "TP ms"):
+    for col in HEADERS:
         t.add_column(col, justify="right" if col != "model" else "left")
     for r in rows:
         t.add_row(*cells(r))
@@ -152,6 +170,31 @@ def cells(r: dict[str, Any]) -> list[str]:
             s(tp.get("latency_ms"))]
 
 
+HEADERS = ("model", "leannet", "TP", "GMACs before", "leannet after", "TP after", "leannet s",
+           "verify s", "TP s", "ms before", "leannet ms", "TP ms")
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The results as a markdown table, with totals and every failure's reason."""
+    rows = data["rows"]
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    verified = sum(bool(r.get("leannet", {}).get("verified")) for r in rows)
+    tp_ok = sum(bool(r.get("torch_pruning", {}).get("ok")) for r in rows)
+    both = [r for r in rows if r.get("leannet", {}).get("ok") and r.get("torch_pruning", {}).get("ok")]
+    faster = sum(r["leannet"]["prune_s"] <= r["torch_pruning"]["prune_s"] for r in both)
+    summary = [f"- models: {len(rows)}; leannet pruned and verified: {verified}; "
+               f"Torch-Pruning ran: {tp_ok}",
+               f"- where both ran ({len(both)}): leannet's prune time was not above "
+               f"Torch-Pruning's on {faster}; total prune seconds leannet "
+               f"{sum(r['leannet']['prune_s'] for r in both):.1f} vs Torch-Pruning "
+               f"{sum(r['torch_pruning']['prune_s'] for r in both):.1f} (verification, "
+               f"leannet only: {sum(r['leannet']['verify_s'] for r in both):.1f})"]
+    failures = [f"- {r['model']} ({tool}): {r[tool]['error']}" for r in rows
+                for tool in ("leannet", "torch_pruning") if r.get(tool, {}).get("error")]
+    return "\n".join(summary + ["", *lines, "", "Failures:", "", *(failures or ["- none"])]) + "\n"
+
+
 def warm_up() -> None:
     """One small untimed run of each tool, so first-call costs don't land on the first row."""
     x = torch.randn(1, 3, 64, 64)
@@ -171,7 +214,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path,
                         default=Path("benchmarks/results/coverage_torchvision.json"))
     parser.add_argument("--resume", action="store_true", help="skip models already in --out")
+    parser.add_argument("--markdown", type=Path, help="only write --out's rows as a markdown "
+                                                      "table to this file")
     args = parser.parse_args()
+    if args.markdown:
+        atomic_write_text(args.markdown, markdown(json.loads(args.out.read_text())))
+        return
     torch.set_num_threads(args.threads)
     warm_up()
     rows = json.loads(args.out.read_text())["rows"] if args.resume and args.out.exists() else []

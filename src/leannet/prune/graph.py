@@ -6,7 +6,6 @@ up in one class is one removable channel; classes that share producers form a Ch
 """
 from __future__ import annotations
 
-import traceback
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -20,6 +19,7 @@ from leannet.prune import view_ops  # noqa: F401  (registers the view handlers)
 from leannet.prune.labels import canon, constant, tree_leaves, tree_map
 from leannet.prune.module_ops import find_module_handler
 from leannet.prune.tensor_ops import FUNCTIONS, METHODS
+from leannet.prune.trace import trace
 from leannet.prune.unionfind import UnionFind
 
 OUT_KINDS = ("conv_out", "conv_dw", "convt_out", "linear_out", "norm", "gn", "prelu", "param")
@@ -91,68 +91,6 @@ class Layer:
     full_out: int
     full_in: int
     params_per_channel: int = 0
-
-
-class _Tracer(fx.Tracer):
-    """fx tracer that keeps user leaf modules (and remembers where it was when tracing failed)."""
-
-    def __init__(self, leaf_types: tuple, leaf_names: set[str]) -> None:
-        super().__init__()
-        self.leaf_types, self.leaf_names = leaf_types, leaf_names
-        self.current: str | None = None
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if (self.leaf_types and isinstance(m, self.leaf_types)) or qualname in self.leaf_names:
-            return True
-        if find_module_handler(m) is not None and type(m).__module__.startswith("torchvision"):
-            return True
-        return super().is_leaf_module(m, qualname)
-
-    def call_module(self, m, forward, args, kwargs):
-        try:
-            return super().call_module(m, forward, args, kwargs)
-        except Exception:
-            if self.current is None:  # the innermost failing block
-                self.current = self.path_of_module(m)
-            raise
-
-
-def trace(model: nn.Module, leaf_modules: Iterable[Any] = (), training: bool = True
-          ) -> fx.GraphModule:
-    """Symbolically trace `model` (by default in training mode, so training-only branches such as
-    auxiliary heads are seen and pruned consistently)."""
-    leaves = list(leaf_modules)
-    types = tuple(t for t in leaves if isinstance(t, type))
-    names = {t for t in leaves if isinstance(t, str)}
-    tracer = _Tracer(types, names)
-    modes = {m: m.training for m in model.modules()}
-    model.train(training)
-    try:
-        graph = tracer.trace(model)
-    except Exception as err:  # noqa: BLE001 - any tracing failure becomes one clear message
-        raise LeannetError(_trace_message(model, tracer, err)) from None
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-    return fx.GraphModule(model, graph)
-
-
-def _trace_message(model: nn.Module, tracer: _Tracer, err: Exception) -> str:
-    """One line: which module and source line failed, and the leaf_modules hint."""
-    where = tracer.current or "<top level>"
-    try:
-        block = type(model.get_submodule(tracer.current)).__name__ if tracer.current else \
-            type(model).__name__
-    except AttributeError:
-        block = "?"
-    frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if "/torch/" not in f.filename and "/leannet/prune/" not in f.filename]
-    line = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno} " \
-           f"`{(frames[-1].line or '').split('  #')[0].strip()}`" if frames else ""
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return (f"cannot trace {type(model).__name__} with torch.fx: module {where!r} ({block}){line} "
-            f"failed: {reason}; mark that block a leaf with leaf_modules=[{block}] "
-            "(its channels are then protected)")
 
 
 class _Context:

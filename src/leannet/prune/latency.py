@@ -30,19 +30,24 @@ def plan_for_latency(pruner: Any, target: Target, steps: int = 6, runs: int = 10
         apply_plan(model, plan, pruner.example_inputs)
         return plan, _latency(model, pruner.example_inputs, runs) / base
 
-    best, measured = None, 1.0
+    best, lowest = None, 1.0
     low, high = 0.0, 1.0
     fraction = goal
     for _ in range(steps):
-        plan, measured = trial(fraction)
+        try:
+            plan, measured = trial(fraction)
+        except LeannetError:  # that many MACs can't go: ask for fewer removals
+            low, fraction = fraction, (fraction + high) / 2
+            continue
+        lowest = min(lowest, measured)
         if measured <= goal:
             best, low = (plan, measured), fraction
         else:
             high = fraction
         fraction = (low + high) / 2
     if best is None:
-        raise LeannetError(f"target latency={goal:g} was not reached by pruning (last try kept "
-                           f"{measured:.2f} of the latency); try a larger fraction or macs")
+        raise LeannetError(f"target latency={goal:g} was not reached by pruning (the fastest "
+                           f"try kept {lowest:.2f} of the latency); ask for a larger fraction")
     plan, measured = best
     plan.meta["target"] = {"latency": goal}
     plan.meta["latency_fraction"] = measured
