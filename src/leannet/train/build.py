@@ -50,6 +50,8 @@ def build_for_source(source: DataSource, model: str, *, width_mult: float | None
     kind = task or source.task
     if kind not in ("classify", "detect", "multitask"):
         raise LeannetError(f"unknown task {kind!r}; expected classify, detect or multitask")
+    if task == "classify" and source.task != "classify":
+        raise LeannetError(f"data source {source.name!r} is a {source.task} source, not classify")
     extra = {"width_mult": float(width_mult)} if width_mult is not None else {}
     if kind == "detect" or source.task == "detect":
         from leannet.detect.setup import build
