@@ -213,7 +213,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path,
                         default=Path("benchmarks/results/coverage_torchvision.json"))
-    parser.add_argument("--resume", action="store_true", help="skip models already in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows already in --out (models named by --models rerun)")
     parser.add_argument("--markdown", type=Path, help="only write --out's rows as a markdown "
                                                       "table to this file")
     args = parser.parse_args()
@@ -223,6 +224,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warm_up()
     rows = json.loads(args.out.read_text())["rows"] if args.resume and args.out.exists() else []
+    if args.models:  # named models are (re)run, replacing their old rows
+        chosen = set(classifiers(args.models))
+        rows = [r for r in rows if r["model"] not in chosen]
     done = {r["model"] for r in rows}
     names = [n for n in classifiers(args.models) if n not in done]
     with Progress(console=console) as progress:

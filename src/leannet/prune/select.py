@@ -26,8 +26,9 @@ class GroupChoice:
         return self.order[: self.group.size - kept]
 
     def nearest(self, count: float) -> int:
-        """The allowed kept count closest to `count`."""
-        return min(self.allowed, key=lambda k: (abs(k - count), -k))
+        """The allowed kept count closest to `count` (the larger one on a tie)."""
+        allowed = np.asarray(self.allowed)
+        return int(allowed[np.argmin(np.abs(allowed - count))])
 
 
 def _choices(graph: ChannelGraph, scores: dict[str, np.ndarray], target: Target

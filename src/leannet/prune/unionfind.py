@@ -94,9 +94,13 @@ class UnionFind:
         if not differ.any():
             return
         a, b = a[differ], b[differ]
-        for x, y in np.unique(np.stack([self.owner[a], self.owner[b]], 1), axis=0):
-            self._union_owners(x, y)
-        involved = np.unique(np.concatenate([a, b]))
+        oa, ob = self.owner[a], self.owner[b]
+        if (oa == oa[0]).all() and (ob == ob[0]).all():
+            self._union_owners(oa[0], ob[0])
+        else:
+            for x, y in set(zip(oa.tolist(), ob.tolist())):
+                self._union_owners(x, y)
+        involved = np.concatenate([a, b])
         flags = self.protected[involved].copy()
         while True:
             self.parent[np.maximum(a, b)] = np.minimum(a, b)
