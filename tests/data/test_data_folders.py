@@ -68,6 +68,11 @@ def test_cache_avoids_decoding_and_tracks_changes(tmp_path, monkeypatch):
     write_png(torch.zeros((3, 12, 12), dtype=torch.uint8), str(root / "cat" / "new.png"))
     third = get_source(f"imagefolder:{root}")  # a new file means a new cache entry
     assert len(third.train) + len(third.val) == 16
+    target = root / "fox" / "0.png"
+    write_png(torch.full((3, 12, 12), 250, dtype=torch.uint8), str(target))
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    fourth = get_source(f"imagefolder:{root}")  # rewritten in place: decoded again
+    assert 250 in torch.cat([fourth.train.images, fourth.val.images])[:, 0, 0, 0].tolist()
 
 
 def test_corrupt_png_is_named(tmp_path):

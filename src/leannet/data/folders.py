@@ -4,6 +4,7 @@ torchvision's on-disk batches). Decoded images are cached as tensors (see `leann
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -77,11 +78,16 @@ def decode_all(files: list[Path], size: int, mode: str, label: str = "decoding")
 
 
 def _fingerprint(folders: list[Path]) -> list:
-    """Paths, modification times and file counts of the class folders: the cache key's content."""
+    """Per class folder: its path, file count and newest modification time (of it or any file).
+
+    This is the cache key's content, so added, removed, renamed or rewritten images invalidate it.
+    """
     marks = []
     for folder in folders:
         for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-            marks.append([str(sub.resolve()), sub.stat().st_mtime_ns, len(list(sub.iterdir()))])
+            with os.scandir(sub) as entries:
+                times = [e.stat().st_mtime_ns for e in entries]
+            marks.append([str(sub.resolve()), len(times), max(times + [sub.stat().st_mtime_ns])])
     return marks
 
 
