@@ -69,10 +69,13 @@ def _decode(path: Path, mode: str) -> torch.Tensor:
 
 def decode_all(files: list[Path], size: int, mode: str, label: str = "decoding") -> torch.Tensor:
     """Decode and resize `files` to uint8 (N, C, size, size), with a progress bar for many files."""
+    from rich.console import Console
     from rich.progress import track
     from leannet.data.transforms import resize_uint8
 
-    iterator = track(files, description=label, transient=True) if len(files) > 2000 else files
+    console = Console(stderr=True)
+    show = len(files) > 2000 and console.is_terminal
+    iterator = track(files, description=label, transient=True, console=console) if show else files
     images = [resize_uint8(_decode(f, mode).unsqueeze(0), size)[0] for f in iterator]
     return torch.stack(images)
 
