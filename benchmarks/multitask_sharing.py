@@ -64,14 +64,20 @@ def row(name: str, model: torch.nn.Module, train_eval, test, seconds: float) -> 
     return result
 
 
+def shuffled(train_set, args) -> torch.utils.data.DataLoader:
+    """A training loader with a freshly seeded order: every model sees the same batches."""
+    return torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                       generator=torch.Generator().manual_seed(args.seed))
+
+
 def train_variant(model_name: str, kwargs: dict, loaders, args) -> tuple[torch.nn.Module, float]:
     """Build and train one variant with the shared recipe; returns the model and seconds."""
     torch.manual_seed(args.seed)
     model = create_model(model_name, **kwargs)
     task = MultiTask(list(model.task_names))
     start = time.perf_counter()
-    fit(model, loaders[0], loaders[1], task, args.epochs, optimizer="adamw", lr=args.lr,
-        weight_decay=args.weight_decay, seed=args.seed, progress=True)
+    fit(model, shuffled(loaders[0], args), loaders[1], task, args.epochs, optimizer="adamw",
+        lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, progress=True)
     return model, time.perf_counter() - start
 
 
@@ -83,15 +89,17 @@ def pruned_row(model: torch.nn.Module, loaders, train_eval, test, args) -> dict:
     task = MultiTask(list(model.task_names))
 
     def finetune(candidate: torch.nn.Module) -> None:
-        fit(candidate, loaders[0], loaders[1], task, args.finetune_epochs, optimizer="adamw",
-            lr=args.lr / 3, weight_decay=args.weight_decay, seed=args.seed, progress=False)
+        fit(candidate, shuffled(loaders[0], args), loaders[1], task, args.finetune_epochs,
+            optimizer="adamw", lr=args.lr / 3, weight_decay=args.weight_decay, seed=args.seed,
+            progress=False)
 
     def per_task(candidate: torch.nn.Module) -> dict[str, float]:
         metrics = evaluate(candidate, loaders[1], task)
         return {t: metrics[f"{t}/accuracy"] for t in candidate.task_names}
 
     def calibrate(pruner) -> None:  # data criteria: importance from every task's loss
-        pruner.calibrate(loaders[0], task.task_losses, max_batches=args.calibration_batches)
+        pruner.calibrate(shuffled(loaders[0], args), task.task_losses,
+                         max_batches=args.calibration_batches)
 
     start = time.perf_counter()
     result = iterative_prune(model, finetune, per_task, Target(macs=0.5),
@@ -99,8 +107,9 @@ def pruned_row(model: torch.nn.Module, loaders, train_eval, test, args) -> dict:
                              max_drop={t: args.max_drop for t in model.task_names},
                              calibrate=calibrate)
     kept = result.final["macs"] / result.baseline["macs"]
-    out = row(f"hard sharing, pruned ({args.criterion}, target 50% MACs, kept {kept:.0%})",
-              result.model, train_eval, test, time.perf_counter() - start)
+    name = (f"hard sharing pruned to {kept:.0%} MACs (target 50%; {args.criterion}; guard "
+            f"{args.max_drop:.0%}/task; {args.finetune_epochs} fine-tune epoch(s)/step)")
+    out = row(name, result.model, train_eval, test, time.perf_counter() - start)
     out["target_reached"] = result.target_reached
     out["prune_steps"] = [{k: s.get(k) for k in ("step", "status", "achieved_fraction", "metrics",
                                                  "guard_broken_by")} for s in result.steps]
@@ -172,16 +181,14 @@ def parse_args() -> argparse.Namespace:
 
 
 def data(args: argparse.Namespace) -> tuple:
-    """(source, (train loader, held-out val loader), train-eval loader, test loader)."""
+    """(source, (train set, held-out val loader), train-eval loader, test loader)."""
     from torch.utils.data import DataLoader, random_split
 
     source = get_source("multi-mnist", root=args.root, train_size=args.train_size, seed=args.seed)
     split = torch.Generator().manual_seed(args.seed)
     train_set, val_set = random_split(source.train, [len(source.train) - args.val_size,
                                                      args.val_size], generator=split)
-    train = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                       generator=torch.Generator().manual_seed(args.seed))
-    loaders = (train, DataLoader(val_set, batch_size=512))
+    loaders = (train_set, DataLoader(val_set, batch_size=512))
     return (source, loaders, DataLoader(train_set, batch_size=512),
             DataLoader(source.val, batch_size=512))
 
