@@ -31,7 +31,7 @@ from leannet.prune.iterative import iterative_prune
 from leannet.train.fit import evaluate, fit
 from leannet.train.tasks import ClassificationTask
 
-console = Console()
+console = Console(width=200)
 MODELS = {"resnet20": {"in_channels": 1, "num_classes": 10},
           "mobilenet_v2": {"in_channels": 1, "num_classes": 10, "small_input": True,
                            "width_mult": 0.5}}
