@@ -102,8 +102,12 @@ class UnionFind:
                 self._union_owners(x, y)
         involved = np.concatenate([a, b])
         flags = self.protected[involved].copy()
-        while True:
-            self.parent[np.maximum(a, b)] = np.minimum(a, b)
+        while True:  # hook every root under its smallest partner (no long chains, no cycles)
+            lo, hi = np.minimum(a, b), np.maximum(a, b)
+            order = np.lexsort((lo, hi))
+            hi, lo = hi[order], lo[order]
+            first = np.concatenate([[True], hi[1:] != hi[:-1]])
+            self.parent[hi[first]] = lo[first]
             a, b = self.roots(a), self.roots(b)
             if np.array_equal(a, b):
                 break
