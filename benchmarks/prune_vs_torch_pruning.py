@@ -53,7 +53,8 @@ def baseline(name: str, source, train, test, epochs: int, cache: Path) -> torch.
     if (folder / "config.json").is_file():
         return leannet.load(folder)
     model = leannet.create_model(name, image_size=source.image_size, **MODELS[name])
-    fit(model, train, test, ClassificationTask(), epochs, lr=0.1, warmup_epochs=0.3, seed=0)
+    fit(model, train, test, ClassificationTask(), epochs, lr=0.1, warmup_epochs=0.3, seed=0,
+        progress=False)
     leannet.save(model, folder)
     return model
 
@@ -143,11 +144,12 @@ def main() -> None:
     train, test = loaders(source, args.train_subset, 128, 0)
     rows = []
     for name in args.models:
-        base = baseline(name, source, train, test, args.baseline_epochs,
-                        Path("runs/bench-baselines"))
+        cache = Path("runs/bench-baselines") / f"n{args.train_subset}-e{args.baseline_epochs}"
+        base = baseline(name, source, train, test, args.baseline_epochs, cache)
         example = torch.randn(1, 1, 28, 28)
         base_macs = count_macs(base, example)
         rows.append(row(f"{name} baseline", base, accuracy(base, test), test, example, 0, base_macs))
+        console.print(rows[-1])
         methods = [(f"{name} leannet {c} {'one-shot' if s == 1 else f'iterative x{s}'}", c, s)
                    for c in ("l1", "taylor", "apoz") for s in (1, args.steps)]
         for label, criterion, steps in methods:
