@@ -132,6 +132,8 @@ def load(path: str | Path) -> nn.Module:
     path = Path(path)
     config = read_config(path)
     model = create_model(config["name"], **config["kwargs"])
+    model.leannet_config.update({k: v for k, v in config.items()  # e.g. the training source
+                                 if k not in ("name", "kwargs", "plans", "leannet_version")})
     for plan in config.get("plans", []):
         from leannet.prune import apply_plan
 
