@@ -7,6 +7,7 @@ after every run, and each trained model is saved as a model folder under --runs.
 
     OMP_NUM_THREADS=1 python benchmarks/detection.py --heads v3 --epochs 12 \
         --out benchmarks/results/detection_v3.json
+    OMP_NUM_THREADS=1 python benchmarks/detection.py --costs --out benchmarks/results/detection_costs.json
     OMP_NUM_THREADS=1 python benchmarks/detection.py --coco /work/shared/data/coco128 --heads v3 \
         --epochs 10 --out benchmarks/results/detection_coco128.json
 """
@@ -59,6 +60,24 @@ def run_head(args: argparse.Namespace, head: str) -> dict[str, Any]:
             "history": history}
 
 
+def costs(sizes: list[int], width: float) -> list[dict[str, Any]]:
+    """Parameters, MACs and single-thread CPU latency of each head at each size (no training)."""
+    from leannet.models import create_model
+
+    rows = []
+    for size in sizes:
+        for head in ("v1", "v2", "v3"):
+            model = create_model("yolo", backbone="mobilenet_v2",
+                                 backbone_kwargs={"width_mult": width}, head=head,
+                                 num_classes=10, in_channels=1, image_size=size, count_classes=5)
+            shape = (1, 1, size, size)
+            rows.append({"head": head, "image_size": size, "params": count_params(model),
+                         "macs": count_macs(model, shape),
+                         "latency_ms": round(latency_ms(model, shape, runs=50, threads=1), 3)})
+            console.print(rows[-1])
+    return rows
+
+
 def show(rows: list[dict[str, Any]]) -> None:
     """Print the results table."""
     table = Table("data", "head", "px", "mAP@0.5", "mAP@.5:.95", "count acc", "params", "MACs",
@@ -86,8 +105,12 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/bench_detection")
     parser.add_argument("--out", default="benchmarks/results/detection.json")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--costs", action="store_true", help="only measure each head at 64/96 px")
     args = parser.parse_args()
     out = Path(args.out)
+    if args.costs:
+        atomic_write_json(out, {"costs": costs([64, 96], args.width)})
+        return
     rows = json.loads(out.read_text())["rows"] if out.is_file() else []
     for head in args.heads:
         row = run_head(args, head)
