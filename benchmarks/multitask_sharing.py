@@ -9,7 +9,9 @@ MACs by `iterative_prune` with a per-task guard, and gets its own row.
     OMP_NUM_THREADS=1 python benchmarks/multitask_sharing.py --root /work/shared/data/mnist --prune
 
 trains on 20,000 MultiMNIST pairs (1,000 more held out: per-epoch monitoring and the pruning
-guard) and tests on all 10,000 test pairs.
+guard), tests on all 10,000 test pairs, and prunes with 3 fine-tune epochs per step; add
+`--only "hard sharing" --finetune-epochs 1 --steps 3` for the 1-epoch pruning row.
+Results and discussion: docs/benchmarks/multitask.md.
 """
 from __future__ import annotations
 
@@ -111,6 +113,7 @@ def pruned_row(model: torch.nn.Module, loaders, train_eval, test, args) -> dict:
             f"{args.max_drop:.0%}/task; {args.finetune_epochs} fine-tune epoch(s)/step)")
     out = row(name, result.model, train_eval, test, time.perf_counter() - start)
     out["target_reached"] = result.target_reached
+    out["guard_baseline"] = result.baseline.get("metrics")
     out["prune_steps"] = [{k: s.get(k) for k in ("step", "status", "achieved_fraction", "metrics",
                                                  "guard_broken_by")} for s in result.steps]
     return out
@@ -170,8 +173,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prune", action="store_true", help="add the pruned hard-sharing row")
     parser.add_argument("--criterion", default="taylor")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--max-drop", type=float, default=0.01)
     parser.add_argument("--calibration-batches", type=int, default=20)
     parser.add_argument("--only", default="", help="semicolon-separated row names to (re)run; rows "
