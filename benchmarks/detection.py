@@ -7,7 +7,8 @@ after every run, and each trained model is saved as a model folder under --runs.
 
     OMP_NUM_THREADS=1 python benchmarks/detection.py --heads v3 --epochs 12 \
         --out benchmarks/results/detection_v3.json
-    OMP_NUM_THREADS=1 python benchmarks/detection.py --costs --out benchmarks/results/detection_costs.json
+    OMP_NUM_THREADS=1 python benchmarks/detection.py --costs \
+        --out benchmarks/results/detection_costs.json
     OMP_NUM_THREADS=1 python benchmarks/detection.py --coco /work/shared/data/coco128 --heads v3 \
         --epochs 10 --out benchmarks/results/detection_coco128.json
 """

@@ -24,7 +24,7 @@ def test_digits_detect_is_deterministic_by_seed(digits):
     other = get_source("digits-detect", image_size=64, num_train=16, num_val=8, seed=1,
                        augment=False)
     for i in (0, 5):
-        (a, ta), (b, tb), (c, tc) = digits.train[i], again.train[i], other.train[i]
+        (a, ta), (b, tb), (c, _) = digits.train[i], again.train[i], other.train[i]
         assert torch.equal(a, b) and torch.equal(ta["boxes"], tb["boxes"])
         assert not torch.equal(a, c)
     assert digits.task == "detect" and digits.num_classes == 10 and digits.in_channels == 1

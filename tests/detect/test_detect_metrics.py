@@ -1,4 +1,5 @@
-"""mAP@0.5 and mAP@0.5:0.95 on hand-made cases with known answers; pycocotools vs faster-coco-eval."""
+"""mAP@0.5 and mAP@0.5:0.95 on hand-made cases with known answers; pycocotools and
+faster-coco-eval agree."""
 import pytest
 import torch
 

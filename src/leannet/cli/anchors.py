@@ -1,4 +1,5 @@
-"""`leannet anchors --data SOURCE -k 5`: YOLO9000's k-means anchors (distance 1 - IoU) and mean IoU."""
+"""`leannet anchors --data SOURCE -k 5`: YOLO9000's k-means anchors (distance 1 - IoU) and the
+mean IoU they reach."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""`leannet predict MODEL IMAGES... --out DIR`: draw a detector's boxes on images, list them in JSON."""
+"""`leannet predict MODEL IMAGES... --out DIR`: draw a detector's boxes on images, list them
+in detections.json."""
 from __future__ import annotations
 
 from pathlib import Path

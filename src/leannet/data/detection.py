@@ -39,8 +39,11 @@ def _tight_crops(images: np.ndarray) -> list[Tensor]:
     return crops
 
 
-def _digit_pools(root: Path | None) -> tuple[tuple[list[Tensor], Tensor], tuple[list[Tensor], Tensor]]:
-    """(crops, labels) for train and val: MNIST's own split under root, else sklearn's digits 80/20."""
+Pool = tuple[list[Tensor], Tensor]  # digit crops and their labels
+
+
+def _digit_pools(root: Path | None) -> tuple[Pool, Pool]:
+    """Train and val pools: MNIST's own split under root, else sklearn's digits split 80/20."""
     mnist = _find_mnist(root)
     if mnist is not None:
         return tuple((_tight_crops(_idx(mnist / f"{p}-images-idx3-ubyte.gz")),
@@ -81,8 +84,8 @@ class DigitCanvases(Dataset):
     """Canvases of several digits; canvas `i` depends only on (seed, i)."""
 
     def __init__(self, crops: list[Tensor], labels: Tensor, length: int, image_size: int,
-                 seed: int, digits: tuple[int, int] = (1, 4), sizes: tuple[float, float] = (0.18, 0.42),
-                 augment: Augment = None) -> None:
+                 seed: int, digits: tuple[int, int] = (1, 4),
+                 sizes: tuple[float, float] = (0.18, 0.42), augment: Augment = None) -> None:
         self.crops, self.labels, self.length = crops, labels, length
         self.image_size, self.seed, self.digits, self.sizes = image_size, seed, digits, sizes
         self.augment = augment
@@ -101,7 +104,8 @@ class DigitCanvases(Dataset):
             side = rng.uniform(*self.sizes) * self.image_size
             h, w = max(4, round(side * ch / max(ch, cw))), max(4, round(side * cw / max(ch, cw)))
             for _ in range(30):  # rejection sampling: digits never overlap
-                x, y = int(rng.integers(0, self.image_size - w + 1)), int(rng.integers(0, self.image_size - h + 1))
+                x = int(rng.integers(0, self.image_size - w + 1))
+                y = int(rng.integers(0, self.image_size - h + 1))
                 box = [x, y, x + w, y + h]
                 if all(box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1]
                        for b in placed):
@@ -156,7 +160,7 @@ def digits_detect(root: Path | None = None, arg: str | None = None, image_size: 
 
 
 class YoloFolder(Dataset):
-    """One split of a YOLO-layout dataset, resized to a square `image_size`; labels parsed eagerly."""
+    """One split of a YOLO-layout dataset, resized to square `image_size`; labels read eagerly."""
 
     def __init__(self, folder: Path, names: list[str], image_size: int, augment: Augment = None
                  ) -> None:

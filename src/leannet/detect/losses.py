@@ -101,7 +101,7 @@ def v1_loss(level: LevelOutput, spec: DetectSpec, img: Tensor, labels: Tensor, b
 
 
 def _assign(boxes: Tensor, anchors: Tensor, match_iou: float | None) -> tuple[Tensor, Tensor]:
-    """(box index, anchor index) pairs: each box's best anchor plus any with shape IoU > match_iou."""
+    """(box, anchor) index pairs: each box's best anchor, plus any with shape IoU > match_iou."""
     wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-6)
     iou = shape_iou(wh, anchors)
     pos = torch.zeros_like(iou, dtype=torch.bool)

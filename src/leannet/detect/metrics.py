@@ -1,7 +1,8 @@
 """COCO mAP@0.5 and mAP@0.5:0.95 of detections, computed by pycocotools (or faster-coco-eval).
 
 Predictions and targets are lists (one entry per image) of {"boxes": xyxy, "scores", "labels"}
-and {"boxes": xyxy, "labels"}. Classes without any ground truth are left out of the mean, as COCO does.
+and {"boxes": xyxy, "labels"}. Classes without any ground truth are left out of the mean, as
+COCO does.
 """
 from __future__ import annotations
 

@@ -90,7 +90,8 @@ def parse_labels(path: Path, num_classes: int) -> Tensor:
         try:
             values = [float(f) for f in fields]
         except ValueError:
-            raise LeannetError(f"{where}: expected numbers 'class cx cy w h', got {line!r}") from None
+            raise LeannetError(f"{where}: expected numbers 'class cx cy w h', "
+                               f"got {line!r}") from None
         cls = values[0]
         if cls != int(cls) or not 0 <= cls < num_classes:
             raise LeannetError(f"{where}: class id {fields[0]} is not one of the "

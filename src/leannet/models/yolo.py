@@ -40,7 +40,7 @@ class DetectSpec:
 
 
 class Backbone(nn.Module):
-    """A registered model's `features`, returning the maps at the ends of its deepest three strides."""
+    """A registered model's `features`; returns the maps ending its three deepest strides."""
 
     def __init__(self, name: str, in_channels: int, **kwargs: object) -> None:
         super().__init__()
@@ -84,7 +84,7 @@ def _find_taps(features: nn.Sequential, in_channels: int) -> tuple[list[int], li
 
 
 class TopDown(nn.Module):
-    """YOLOv3's top-down path: from the deepest map, reduce, upsample 2x, concat the next map, conv."""
+    """YOLOv3's top-down path: deepest map -> reduce, upsample 2x, concat next map -> conv."""
 
     def __init__(self, channels: list[int], width: int) -> None:
         super().__init__()
@@ -148,7 +148,7 @@ def _out_channels(spec: DetectSpec) -> int:
 
 
 def _init_prediction_bias(model: YOLO) -> None:
-    """Objectness biases start at a 1% prior, v3 class biases at 1/C (Focal-loss/YOLOv5 practice)."""
+    """Objectness biases start at a 1% prior, v3 class biases at 1/C (as YOLOv5 does)."""
     prior = math.log(OBJECT_PRIOR / (1 - OBJECT_PRIOR))
     spec = model.spec
     for conv in model.predict:
