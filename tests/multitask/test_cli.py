@@ -64,6 +64,10 @@ def test_prune_soft_sharing_from_the_cli_keeps_columns_tied(monkeypatch, capsys,
                      str(tmp_path / "soft"))
     assert code == 0
     code, _, err = cli(monkeypatch, capsys, "prune", str(tmp_path / "soft" / "model"), "--data",
+                       "digits", "--target-macs", "0.5", "--out", str(tmp_path / "wrong"))
+    assert code == 2 and "is multi-task (tasks left, right)" in err
+    assert not (tmp_path / "wrong").exists()
+    code, _, err = cli(monkeypatch, capsys, "prune", str(tmp_path / "soft" / "model"), "--data",
                        "multi-digits", "--criterion", "l1", "--target-macs", "0.5", "--steps", "1",
                        "--finetune-epochs", "1", "--max-drop", "left=1,right=1",
                        "--out", str(tmp_path / "pruned"))
