@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from leannet.errors import LeannetError
-from leannet.prune.graph import IN_KINDS, ChannelGraph, ChannelGroup, Member
+from leannet.prune.graph import IN_KINDS, ChannelGraph, Member
 
 WEIGHT_CRITERIA = ("l1", "l2", "fpgm", "bn_scale", "random")
 DATA_CRITERIA = ("mean_activation", "apoz", "taylor")

@@ -6,7 +6,7 @@ import copy
 import dataclasses
 from typing import Any
 
-from leannet.errors import LeannetError
+from leannet.errors import LeannetError, UnreachableTarget
 from leannet.prune.plan import PruningPlan, Target
 
 
@@ -36,7 +36,7 @@ def plan_for_latency(pruner: Any, target: Target, steps: int = 6, runs: int = 10
     for _ in range(steps):
         try:
             plan, measured = trial(fraction)
-        except LeannetError:  # that many MACs can't go: ask for fewer removals
+        except UnreachableTarget:  # that many MACs can't go: ask for fewer removals
             low, fraction = fraction, (fraction + high) / 2
             continue
         lowest = min(lowest, measured)

@@ -6,15 +6,13 @@ replays on a fresh instance of the same architecture.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from leannet.errors import LeannetError
-from leannet.prune.cost import CostModel
-from leannet.prune.graph import ChannelGraph, ChannelGroup
+from leannet.prune.graph import ChannelGraph
 
 PLAN_VERSION = 1
 KINDS = ("macs", "params", "channels", "latency")
@@ -72,7 +70,8 @@ class PruningPlan:
         if isinstance(data, PruningPlan):
             return data
         if not isinstance(data, dict) or not isinstance(data.get("groups"), dict):
-            raise LeannetError("a pruning plan must be a JSON object with a 'groups' object")
+            raise LeannetError("a pruning plan must be a PruningPlan or a JSON object with a "
+                               f"'groups' object; got {type(data).__name__}")
         if data.get("version", PLAN_VERSION) != PLAN_VERSION:
             raise LeannetError(f"pruning plan version {data.get('version')!r} is not supported "
                                f"(expected {PLAN_VERSION})")

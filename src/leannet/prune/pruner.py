@@ -143,8 +143,7 @@ class Pruner:
     def apply(self, plan: PruningPlan | dict, verify: bool = True) -> nn.Module:
         """Physically remove the plan's channels; with verify, prove the result exact first.
         On any error the model is left unchanged."""
-        plan = PruningPlan.from_dict(plan if isinstance(plan, (dict, PruningPlan)) else
-                                     _bad_plan(plan))
+        plan = PruningPlan.from_dict(plan)
         removed = plan.removed_mask(self.graph)
         remove_channels(self.model, self.graph, removed, self.example_inputs, verify)
         record_plan(self.model, plan.to_dict())
@@ -152,14 +151,10 @@ class Pruner:
         return self.model
 
 
-def _bad_plan(plan: Any) -> dict:
-    raise LeannetError(f"expected a PruningPlan or its dict form, got {type(plan).__name__}")
-
-
 def apply_plan(model: nn.Module, plan: PruningPlan | dict, example_inputs: Any,
                verify: bool = False, leaf_modules: Iterable[Any] = ()) -> nn.Module:
     """Replay a plan on a model (e.g. a fresh instance of the same architecture)."""
-    plan = PruningPlan.from_dict(plan if isinstance(plan, (dict, PruningPlan)) else _bad_plan(plan))
+    plan = PruningPlan.from_dict(plan)
     graph = build_graph(model, example_inputs, leaf_modules)
     remove_channels(model, graph, plan.removed_mask(graph), example_inputs, verify)
     record_plan(model, plan.to_dict())

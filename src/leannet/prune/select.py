@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leannet.errors import LeannetError, UnreachableTarget
+from leannet.errors import UnreachableTarget
 from leannet.prune.cost import CostModel
 from leannet.prune.graph import OUT_KINDS, ChannelGraph, ChannelGroup
 from leannet.prune.plan import Target

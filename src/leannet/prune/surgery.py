@@ -2,7 +2,7 @@
 size attributes, so the model really is smaller and an optimizer can be rebuilt on it."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch

@@ -9,12 +9,10 @@ from __future__ import annotations
 import operator
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import fx
 
-from leannet.prune.labels import canon, constant, tree_leaves, tree_map, varying_dims
+from leannet.prune.labels import canon, constant, tree_leaves, tree_map
 
 FUNCTIONS: dict[Any, Callable] = {}
 METHODS: dict[str, Callable] = {}

@@ -8,7 +8,6 @@ literal slices of a channel dimension protect it.
 """
 from __future__ import annotations
 
-import math
 import operator
 from typing import Any
 
