@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from leannet.errors import LeannetError
 from leannet.models.registry import create_model, list_models, register
@@ -78,7 +78,7 @@ class Column(nn.Module):
         self.trunk = trunk
         self.head = head
 
-    def forward(self, x):  # noqa: ANN001, ANN201 - a plain tensor in and out
+    def forward(self, x: Tensor) -> Tensor:
         return self.head(self.trunk(x))
 
 
