@@ -17,6 +17,7 @@ import argparse
 import copy
 import gc
 import json
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -121,7 +122,15 @@ def _measure(model: torch.nn.Module, x: torch.Tensor, runs: int) -> dict[str, An
             "latency_ms": round(latency_ms(model, x, runs=runs, warmup=1), 2) if runs else None}
 
 
-def one_model(name: str, size: int, runs: int) -> dict[str, Any]:
+class ToolTimeout(Exception):
+    """A tool ran past --timeout on one model."""
+
+
+def _alarm(signum, frame):  # noqa: ARG001
+    raise ToolTimeout("gave no result within the time limit")
+
+
+def one_model(name: str, size: int, runs: int, timeout: int = 300) -> dict[str, Any]:
     """The row of one model; any failure is recorded with its reason."""
     torch.manual_seed(0)
     row: dict[str, Any] = {"model": name, "input": [1, 3, size, size]}
@@ -131,10 +140,16 @@ def one_model(name: str, size: int, runs: int) -> dict[str, Any]:
     row["before"] = _measure(base, x, runs)
     for tool, runner in (("leannet", run_leannet), ("torch_pruning", run_torch_pruning)):
         model = copy.deepcopy(base)
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.alarm(timeout)
         try:
             row[tool] = runner(model, x)
+            signal.alarm(0)
             row[tool].update(_measure(model, x, runs))
         except Exception as err:  # noqa: BLE001 - the reason goes in the table
+            signal.alarm(0)
+            if isinstance(err, ToolTimeout):
+                err = ToolTimeout(f"no result within {timeout} s (stopped)")
             row[tool] = {"ok": False, "verified": False, "error": _reason(err)}
             console.log(f"[red]{name} {tool}: {_reason(err)}")
             if tool == "leannet":
@@ -211,6 +226,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--runs", type=int, default=3, help="latency runs per model (0: skip)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per tool and model")
     parser.add_argument("--out", type=Path,
                         default=Path("benchmarks/results/coverage_torchvision.json"))
     parser.add_argument("--resume", action="store_true",
@@ -233,7 +249,7 @@ def main() -> None:
         task = progress.add_task("pruning torchvision models", total=len(names))
         for name in names:
             progress.update(task, description=f"{name}")
-            rows.append(one_model(name, args.size, args.runs))
+            rows.append(one_model(name, args.size, args.runs, args.timeout))
             atomic_write_json(args.out, {"settings": vars(args) | {"out": str(args.out)},
                                          "torch": torch.__version__,
                                          "torchvision": torchvision.__version__, "rows": rows})
