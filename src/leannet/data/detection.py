@@ -32,11 +32,12 @@ Augment = Callable[[Tensor, dict], tuple[Tensor, dict]] | None
 
 def _tight_crops(images: np.ndarray) -> list[Tensor]:
     """Each uint8 (H, W) digit cropped to the rows and columns that hold ink."""
-    crops = []
-    for image in images:
-        rows, cols = np.nonzero(image.any(1))[0], np.nonzero(image.any(0))[0]
-        crops.append(torch.from_numpy(image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].copy()))
-    return crops
+    rows, cols = images.any(2), images.any(1)
+    top, left = rows.argmax(1), cols.argmax(1)
+    bottom = images.shape[1] - rows[:, ::-1].argmax(1)
+    right = images.shape[2] - cols[:, ::-1].argmax(1)
+    return [torch.from_numpy(image[t:b, l:r].copy())
+            for image, t, b, l, r in zip(images, top, bottom, left, right)]
 
 
 Pool = tuple[list[Tensor], Tensor]  # digit crops and their labels
@@ -77,7 +78,7 @@ def _idx(path: Path) -> np.ndarray:
         data = handle.read()
     ndim = data[3]
     dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
 class DigitCanvases(Dataset):
