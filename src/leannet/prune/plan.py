@@ -21,7 +21,13 @@ KINDS = ("macs", "params", "channels", "latency")
 @dataclass
 class Target:
     """What to keep: one of macs / params / channels / latency as a fraction of the model as
-    given (macs=0.5 keeps half the MACs), with per-group floors and rounding of kept counts."""
+    given (macs=0.5 keeps half the MACs), with per-group floors and rounding of kept counts.
+
+    macs counts conv and linear layers (analytically, from the traced shapes); params counts
+    every parameter; channels counts the channels of the groups that can lose any; latency is
+    measured (median CPU time of pruned trial copies). `overrides` maps a group name or a
+    producing module's name to the fraction of its channels to keep.
+    """
 
     macs: float | None = None
     params: float | None = None
