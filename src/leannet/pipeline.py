@@ -29,7 +29,7 @@ class PruneJob:
     """Everything `leannet prune` was asked to do."""
 
     model_dir: Path
-    data: str
+    data: str | None  # None: the source recorded in the model folder
     out: Path
     data_root: Path | None = None
     criterion: str = "l1"
@@ -39,6 +39,7 @@ class PruneJob:
     schedule: str = "equal"
     finetune_epochs: int = 1
     lr: float = 0.01
+    optimizer: str = "sgd"
     batch_size: int = 64
     calibration_batches: int = 8
     round_to: int = 1
@@ -60,9 +61,10 @@ class Workbench:
     train_loader: Any
     val_loader: Any
     example_inputs: torch.Tensor
+    data: str  # the data source's name
 
 
-def open_workbench(model_dir: Path, data: str, data_root: Path | None, batch_size: int,
+def open_workbench(model_dir: Path, data: str | None, data_root: Path | None, batch_size: int,
                    seed: int = 0) -> Workbench:
     """Load the model folder and the data source, and check that they fit each other."""
     from leannet.data import get_source
@@ -70,6 +72,12 @@ def open_workbench(model_dir: Path, data: str, data_root: Path | None, batch_siz
     from leannet.train.tasks import task_for
 
     model = io.load(model_dir)
+    if data is None:  # the source the model was trained on, as `leannet train` recorded it
+        recorded = model.leannet_config.get("data") or {}
+        if not recorded.get("name"):
+            raise LeannetError(f"the model in {model_dir} does not record its data source; "
+                               "pass --data")
+        data, data_root = recorded["name"], data_root or recorded.get("root")
     channels, height, _ = model.leannet_config["input_shape"]
     source = get_source(data, data_root, image_size=height)
     if source.in_channels != channels:
@@ -79,7 +87,7 @@ def open_workbench(model_dir: Path, data: str, data_root: Path | None, batch_siz
     train_loader, val_loader = make_loaders(source, batch_size, seed=seed)
     inputs, _ = next(iter(val_loader))
     _check_outputs(model, inputs[:2], source, data, model_dir)
-    return Workbench(model, source, task, train_loader, val_loader, inputs[:2].clone())
+    return Workbench(model, source, task, train_loader, val_loader, inputs[:2].clone(), data)
 
 
 def _check_outputs(model: nn.Module, inputs: torch.Tensor, source: Any, data: str,
@@ -92,6 +100,10 @@ def _check_outputs(model: nn.Module, inputs: torch.Tensor, source: Any, data: st
         first = str(err).splitlines()[0]
         raise LeannetError(f"data source {data!r} does not fit the model in {model_dir}: {first}"
                            ) from None
+    if isinstance(outputs, dict) and source.task != "multitask":
+        raise LeannetError(f"the model in {model_dir} is multi-task (tasks {', '.join(outputs)}) "
+                           f"but data source {data!r} is not; pass a multi-task --data such as "
+                           "multi-digits")
     if source.task == "classify" and outputs.shape[-1] != source.num_classes:
         raise LeannetError(f"data source {data!r} has {source.num_classes} classes but the model "
                            f"in {model_dir} predicts {outputs.shape[-1]}")
@@ -114,13 +126,15 @@ def make_callables(bench: Workbench, job: PruneJob) -> tuple[Callable, Callable,
         seed = int(torch.randint(0, 2**31 - 1, (1,)))  # drawn from the attempt's reseeded RNG
         train_loader, _ = make_loaders(bench.source, job.batch_size, seed=seed)
         fit(model, train_loader, bench.val_loader, bench.task, job.finetune_epochs, lr=job.lr,
-            seed=None, progress=False, restore_best=True)
+            optimizer=job.optimizer, seed=None, progress=False, restore_best=True)
 
     def score(model: nn.Module) -> dict[str, float]:
         return guard_metrics(bench.task, evaluate(model, bench.val_loader, bench.task))
 
     def calibrate(pruner: Any) -> None:
-        pruner.calibrate(bench.train_loader, loss_fn=bench.task.loss,
+        # per-task losses (a dict) let the Pruner weight each task by --task-weights
+        loss_fn = getattr(bench.task, "task_losses", bench.task.loss)
+        pruner.calibrate(bench.train_loader, loss_fn=loss_fn,
                          max_batches=job.calibration_batches)
 
     needs_data = job.criterion in DATA_DRIVEN or job.task_weights
@@ -175,8 +189,8 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
         schedule=job.schedule, steps=job.steps, max_drop=job.max_drop, calibrate=calibrate,
         checkpoint_dir=job.out, resume=job.resume, seed=job.seed, pruner_options=options,
         on_attempt=on_attempt, layer_keep=layer_keep,
-        run_label=f"{job.model_dir.resolve()}|{job.data}|{job.finetune_epochs}")
-    return finish_run(job, bench.model, outcome)
+        run_label=f"{job.model_dir.resolve()}|{bench.data}|{job.finetune_epochs}|{job.optimizer}|{job.lr}")
+    return finish_run(job, bench.model, outcome, bench.data)
 
 
 def _layer_keep(job: PruneJob) -> dict[str, dict[str, float]]:
@@ -193,7 +207,7 @@ def _layer_keep(job: PruneJob) -> dict[str, dict[str, float]]:
             for name, keep in sensitivity["layer_keep"].items()}
 
 
-def run_sensitivity(model_dir: Path, data: str, out: Path, data_root: Path | None = None,
+def run_sensitivity(model_dir: Path, data: str | None, out: Path, data_root: Path | None = None,
                     ratios: tuple[float, ...] = (0.25, 0.5, 0.75), criterion: str = "l1",
                     max_drop: float = 0.01, batch_size: int = 64, force: bool = False,
                     on_group: Callable[[str], Any] | None = None) -> dict[str, Any]:
@@ -209,14 +223,15 @@ def run_sensitivity(model_dir: Path, data: str, out: Path, data_root: Path | Non
         bench.model, lambda m: float(np.mean(list(score(m).values()))), bench.example_inputs,
         ratios, criterion, calibrate, metric_name=bench.task.main_metric, on_group=on_group)
     result |= {"max_drop": max_drop, "layer_keep": ratios_from_sensitivity(result, max_drop),
-               "model": str(model_dir), "data": data}
+               "model": str(model_dir), "data": bench.data}
     io.atomic_write_json(out / SENSITIVITY_FILE, result)
     result["plot"] = str(plot_sensitivity(result, out / "sensitivity.png"))
     io.atomic_write_json(out / "result.json", result)
     return result
 
 
-def finish_run(job: PruneJob, original: nn.Module, outcome: IterativeResult) -> dict[str, Any]:
+def finish_run(job: PruneJob, original: nn.Module, outcome: IterativeResult, data: str
+               ) -> dict[str, Any]:
     """Save the pruned model, write result.json and the report; return the result."""
     from leannet.report import write_report
 
@@ -224,7 +239,8 @@ def finish_run(job: PruneJob, original: nn.Module, outcome: IterativeResult) -> 
     result = outcome.to_dict()
     result["baseline"]["size_bytes"] = file_size(job.model_dir)
     result["final"]["size_bytes"] = file_size(model_dir)
-    result |= {"model": str(model_dir), "source_model": str(job.model_dir), "data": job.data,
+    result |= {"model": str(model_dir), "source_model": str(job.model_dir),
+               "data": data,
                "metric_name": "/".join(outcome.baseline["metrics"]),
                "criterion": job.criterion, "max_drop": job.max_drop,
                "channels_before": _conv_channels(original),

@@ -34,12 +34,14 @@ def base_model(tmp_path_factory):
     from leannet.data import get_source
     from leannet.data.loaders import make_loaders
     from leannet.train.fit import fit
+    from leannet.train.build import remember_data
     from leannet.train.tasks import ClassificationTask
 
     source = get_source("digits", image_size=16)
     model = leannet.create_model("simple_cnn", channels=[16, 32], hidden=32, image_size=16)
     train, val = make_loaders(source, 64)
     fit(model, train, val, ClassificationTask(), 3, lr=0.05, progress=False)
+    remember_data(model, "digits", None)  # as `leannet train` does: prune defaults to it
     return leannet.save(model, tmp_path_factory.mktemp("base") / "model")
 
 

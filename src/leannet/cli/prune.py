@@ -24,7 +24,7 @@ def _target(macs: float | None, params: float | None, latency: float | None,
     return given
 
 
-def _print_attempt(record: dict) -> None:
+def print_attempt(record: dict) -> None:
     """One line per attempt, as the run goes."""
     status = {"accepted": "[green]accepted[/]", "rolled_back": "[red]rolled back[/]"}.get(
         record["status"], f"[yellow]{record['status']}[/]")
@@ -52,7 +52,8 @@ def print_summary(result: dict) -> None:
 
 def prune(
     model: Path = typer.Argument(..., help="model folder to prune"),
-    data: str = typer.Option("digits", help="data source for fine-tuning and evaluation"),
+    data: Optional[str] = typer.Option(None, help="data source for fine-tuning and evaluation "
+                                                  "[default: the one the model was trained on]"),
     data_root: Optional[Path] = typer.Option(None, help="where the data source's files are"),
     criterion: str = typer.Option("l1", help="l1, l2, mean_activation, apoz, taylor, bn_scale, "
                                              "fpgm or random"),
@@ -66,6 +67,7 @@ def prune(
     schedule: str = typer.Option("equal", help="oneshot, equal or geometric"),
     finetune_epochs: int = typer.Option(1, help="fine-tuning epochs after each step"),
     lr: float = typer.Option(0.01, help="fine-tuning learning rate"),
+    optimizer: str = typer.Option("sgd", help="fine-tuning optimizer: sgd or adamw"),
     batch_size: int = typer.Option(64),
     round_to: int = typer.Option(1, help="round kept channel counts to a multiple of this"),
     min_fraction: float = typer.Option(0.0, help="never keep less than this fraction per layer"),
@@ -84,20 +86,22 @@ def prune(
     weights = parse_task_values(task_weights, "--task-weights")
     if weights is not None and not isinstance(weights, dict):
         raise LeannetError("--task-weights needs names, e.g. 'left=1,right=2'")
-    job = PruneJob(model, data, out, data_root, criterion,
-                   _target(target_macs, target_params, target_latency, target_channels),
-                   parse_task_values(max_drop, "--max-drop"), steps, schedule, finetune_epochs,
-                   lr, batch_size, round_to=round_to, min_fraction=min_fraction,
-                   task_weights=weights, resume=resume, force=force, seed=seed,
-                   sensitivity_dir=sensitivity)
-    result = run_prune_job(job, on_attempt=_print_attempt)
+    job = PruneJob(model, data, out, data_root=data_root, criterion=criterion,
+                   target=_target(target_macs, target_params, target_latency, target_channels),
+                   max_drop=parse_task_values(max_drop, "--max-drop"), steps=steps,
+                   schedule=schedule, finetune_epochs=finetune_epochs, lr=lr,
+                   optimizer=optimizer, batch_size=batch_size, round_to=round_to,
+                   min_fraction=min_fraction, task_weights=weights, resume=resume, force=force,
+                   seed=seed, sensitivity_dir=sensitivity)
+    result = run_prune_job(job, on_attempt=print_attempt)
     print_summary(result)
     console.print(f"model: {result['model']}   report: {result['report']}")
 
 
 def sensitivity(
     model: Path = typer.Argument(..., help="model folder to analyse"),
-    data: str = typer.Option("digits", help="data source to evaluate on"),
+    data: Optional[str] = typer.Option(None, help="data source to evaluate on [default: the one "
+                                                  "the model was trained on]"),
     data_root: Optional[Path] = typer.Option(None, help="where the data source's files are"),
     criterion: str = typer.Option("l1", help="which channels of a group go first"),
     ratios: str = typer.Option("0.25,0.5,0.75", help="pruned fractions to try per group"),
