@@ -105,11 +105,19 @@ def test_data_lists_sources_and_availability(monkeypatch, capsys):
 
 
 def test_demo_pipeline_writes_result(tmp_path):
-    result = run_demo(tmp_path / "demo", config=DemoConfig(epochs=1, width_mult=0.25),
-                      progress=False)
+    config = DemoConfig(epochs=1, width_mult=0.25, prune_steps=1, finetune_epochs=1,
+                        max_drop=1.0, criterion="l1")
+    result = run_demo(tmp_path / "demo", config=config, progress=False)
     saved = json.loads((tmp_path / "demo" / "result.json").read_text())
-    for key in ("model", "data", "accuracy", "params", "macs", "latency_ms"):
+    for key in ("model", "data", "accuracy", "params", "macs", "latency_ms", "baseline",
+                "final", "onnx", "report"):
         assert key in saved
+    assert saved["final"]["macs"] / saved["baseline"]["macs"] == pytest.approx(0.5, abs=0.03)
+    assert saved["final"]["params"] < saved["baseline"]["params"]
+    assert saved["onnx"]["max_abs_diff"] < 1e-3 and saved["onnx"]["max_rel_diff"] < 1e-4
+    import onnx
+    onnx.checker.check_model(saved["onnx"]["path"])
+    assert "## Steps" in (tmp_path / "demo" / "pruned" / "report.md").read_text()
     assert saved == json.loads(json.dumps(result))
     assert saved["model"] == "mobilenet_v2" and saved["data"] == "digits"
     assert (tmp_path / "demo" / "model" / "weights.safetensors").is_file()
