@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -10,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from leannet.cli import main
 from leannet.io import load, save
 from leannet.models import create_model
+from tests.helpers import run_cli as _cli
 
 
 @pytest.fixture(autouse=True)
@@ -24,17 +23,6 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `leannet ARGS` in-process; (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["leannet", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -11,21 +11,14 @@ import time
 import pytest
 
 import leannet
-from leannet.cli import main
+from tests.helpers import run_cli
 from leannet.measure import count_macs
 
 
 def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """Run `leannet ARGS` in-process; (exit code, stdout + stderr)."""
-    monkeypatch.setattr(sys, "argv", ["leannet", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    return code, out + err
 
 
 @pytest.fixture(scope="module")

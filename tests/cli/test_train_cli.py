@@ -9,6 +9,7 @@ import torch
 
 from leannet.cli import main
 from leannet.demo import DemoConfig, run_demo
+from tests.helpers import run_cli as cli
 
 
 @pytest.fixture(autouse=True)
@@ -21,17 +22,6 @@ def _one_thread(monkeypatch):
     torch.set_num_threads(threads)
 
 
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `leannet ARGS` in-process; (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["leannet", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 TRAIN = ("train", "--model", "simple_cnn", "--data", "digits", "--image-size", "8",

@@ -1,24 +1,12 @@
 """`leannet train --data multi-digits --sharing ...` end to end through the real CLI entry point."""
 import json
-import sys
 
 import pytest
 
 import leannet
-from leannet.cli import main
+from tests.helpers import run_cli as cli
 
 
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `leannet ARGS` in-process; (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["leannet", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 TRAIN = ("train", "--model", "simple_cnn", "--data", "multi-digits", "--epochs", "1",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from leannet.data.cache import cache_dir, cache_key, cached_tensors
+from leannet.data.cache import cache_key, cached_tensors
 from leannet.data.registry import DataSource, register_source
 from leannet.data.tensors import classification_source
 from leannet.errors import LeannetError

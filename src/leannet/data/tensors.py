@@ -1,10 +1,13 @@
 """An in-memory dataset of uint8 images and integer labels, normalised to float on access."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from leannet.data.registry import DataSource
 
 
 class ImageTensorDataset(Dataset):
