@@ -109,7 +109,7 @@ def cut(model: nn.Module, graph: ChannelGraph, keep: dict[str, np.ndarray],
                     new = t.detach().clone()
                     new[(slice(None),) * dim + (mask,)] = 0
                 else:
-                    new = t.detach().index_select(dim, index).clone()
+                    new = t.detach().index_select(dim, index)  # a fresh copy already
             _replace(m, tensor_name, new)
     if not zero_only:
         for name, module_kinds in kinds.items():
