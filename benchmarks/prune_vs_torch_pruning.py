@@ -72,14 +72,15 @@ def finetuner(train, test, epochs: int, lr: float):
 def run_leannet(base, train, test, example, criterion, steps, budget, lr):
     """leannet's iterative_prune with the guard off, `budget` epochs split across the steps."""
     model = copy.deepcopy(base)
-    calibrate = None
-    if criterion in ("taylor", "apoz"):
-        def calibrate(pruner):
-            pruner.calibrate(train, loss_fn=ClassificationTask().loss, max_batches=20)
+
+    def calibrate(pruner):
+        pruner.calibrate(train, loss_fn=ClassificationTask().loss, max_batches=20)
+
     outcome = iterative_prune(
         model, finetuner(train, test, max(1, budget // steps), lr), lambda m: accuracy(m, test),
         Target(macs=0.5), example, criterion=criterion, schedule="equal" if steps > 1 else
-        "oneshot", steps=steps, max_drop=1.0, calibrate=calibrate, seed=0)
+        "oneshot", steps=steps, max_drop=1.0,
+        calibrate=calibrate if criterion in ("taylor", "apoz") else None, seed=0)
     last = [s for s in outcome.steps if s["status"] == "accepted"][-1]
     return outcome.model, last["metric_before_finetune"]
 
@@ -142,33 +143,37 @@ def main() -> None:
     torch.manual_seed(0)
     source = get_source("fashion-mnist", args.data_root, image_size=28, download=False)
     train, test = loaders(source, args.train_subset, 128, 0)
-    rows = []
+    rows: list[dict] = []
+    out = Path(args.out)
+
+    def record(new_row: dict) -> None:
+        """Keep the row, print it, and rewrite the JSON so a cut-short run keeps its results."""
+        rows.append(new_row)
+        console.print(new_row)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"command": " ".join(sys.argv), "args": vars(args),
+                                   "rows": rows}, indent=2) + "\n")
+
     for name in args.models:
         cache = Path("runs/bench-baselines") / f"n{args.train_subset}-e{args.baseline_epochs}"
         base = baseline(name, source, train, test, args.baseline_epochs, cache)
         example = torch.randn(1, 1, 28, 28)
         base_macs = count_macs(base, example)
-        rows.append(row(f"{name} baseline", base, accuracy(base, test), test, example, 0, base_macs))
-        console.print(rows[-1])
+        record(row(f"{name} baseline", base, accuracy(base, test), test, example, 0, base_macs))
+        start = time.perf_counter()  # the anchor first, so a cut-short run still compares
+        model, before = run_torch_pruning(base, train, test, example, args.steps, args.budget,
+                                          args.lr)
+        record(row(f"{name} torch-pruning l1 iterative x{args.steps}", model, before, test,
+                   example, time.perf_counter() - start, base_macs))
         methods = [(f"{name} leannet {c} {'one-shot' if s == 1 else f'iterative x{s}'}", c, s)
-                   for c in ("l1", "taylor", "apoz") for s in (1, args.steps)]
+                   for s in (args.steps, 1) for c in ("l1", "taylor", "apoz")]
         for label, criterion, steps in methods:
             start = time.perf_counter()
             model, before = run_leannet(base, train, test, example, criterion, steps, args.budget,
                                         args.lr)
-            rows.append(row(label, model, before, test, example, time.perf_counter() - start,
-                            base_macs))
-            console.print(rows[-1])
-        start = time.perf_counter()
-        model, before = run_torch_pruning(base, train, test, example, args.steps, args.budget,
-                                          args.lr)
-        rows.append(row(f"{name} torch-pruning l1 iterative x{args.steps}", model, before, test,
-                        example, time.perf_counter() - start, base_macs))
-        console.print(rows[-1])
+            record(row(label, model, before, test, example, time.perf_counter() - start,
+                       base_macs))
     print_table(rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"command": " ".join(sys.argv), "args": vars(args),
-                                          "rows": rows}, indent=2) + "\n")
 
 
 def print_table(rows) -> None:
