@@ -10,7 +10,7 @@ import leannet
 from leannet.measure import count_macs, count_params
 from leannet.models import create_model
 
-from .conftest import prune_check, randomize_norms
+from .helpers import prune_check, randomize_norms
 
 LEANNET = [
     ("resnet20", {}, (2, 3, 32, 32)),

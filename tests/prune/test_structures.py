@@ -8,7 +8,7 @@ from torch import nn
 
 from leannet.prune import Pruner, Target
 
-from .conftest import prune_check, randomize_norms
+from .helpers import prune_check, randomize_norms
 
 
 def cbr(cin, cout, k=3, groups=1):
