@@ -334,3 +334,25 @@ def test_unknown_op_protects_its_channels():
     assert by_name["a"].prunable == 0 and by_name["b"].prunable == 8
     prune_check(model, torch.randn(1, 3, 4, 4))
     assert model.a.out_channels == 8 and model.b.out_channels == 4
+
+
+class Shared(nn.Module):
+    """One conv applied to two branches: its weights tie both branches' channels together."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(3, 8, 1)
+        self.shared = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(16, 2, 1)
+
+    def forward(self, x):
+        left = F.relu(self.shared(F.relu(self.a(x))))
+        right = F.relu(self.shared(F.relu(self.b(x))))
+        return self.head(torch.cat([left, right], 1))
+
+
+def test_module_called_twice_ties_its_callers():
+    model = Shared()
+    prune_check(model, torch.randn(2, 3, 6, 6))
+    assert model.a.out_channels == model.b.out_channels == model.shared.in_channels == 4
+    assert model.head.in_channels == 2 * model.shared.out_channels == 8
