@@ -100,7 +100,7 @@ def _check_outputs(model: nn.Module, inputs: torch.Tensor, source: Any, data: st
         first = str(err).splitlines()[0]
         raise LeannetError(f"data source {data!r} does not fit the model in {model_dir}: {first}"
                            ) from None
-    if isinstance(outputs, dict) and source.task != "multitask":
+    if isinstance(outputs, dict) and source.task not in ("multitask", "detect"):
         raise LeannetError(f"the model in {model_dir} is multi-task (tasks {', '.join(outputs)}) "
                            f"but data source {data!r} is not; pass a multi-task --data such as "
                            "multi-digits")
