@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -31,19 +31,28 @@ def _version() -> str:
     return __version__
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write text to `path` through a temp file in the same folder and a rename."""
+def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
+    """Let `write(temp_path)` fill a temp file beside `path`, then rename it into place.
+
+    Readers see the old file or the new one, never half of one; a failed write leaves nothing.
+    The temp name keeps the suffix, so writers that pick a format by suffix still work.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write text to `path` atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from leannet.errors import LeannetError
-from leannet.io import atomic_write_text
+from leannet.io import atomic_write, atomic_write_text
 
 REPORT_FILE = "report.md"
 METRIC_PLOT = "metric_vs_macs.png"
@@ -105,15 +104,8 @@ def _read_json(path: Path, required: bool) -> dict | None:
 def _save_figure(fig: Figure, path: Path) -> Path:
     """Render `fig` to PNG at `path` through a temp file and a rename."""
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110,
+                                                      bbox_inches="tight"))
 
 
 def plot_metric_vs_macs(result: dict, path: Path, metric_name: str = "metric") -> Path:

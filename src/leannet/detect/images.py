@@ -4,8 +4,6 @@ Writes go through a temp file and a rename, so a failure never leaves half an im
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import torch
 from torch import Tensor
 
 from leannet.errors import LeannetError
+from leannet.io import atomic_write
 
 
 def read_image(path: str | Path) -> Tensor:
@@ -37,12 +36,4 @@ def write_image(path: str | Path, image: Tensor) -> Path:
     path = Path(path)
     array = image.detach().cpu().to(torch.uint8).permute(1, 2, 0).numpy()
     picture = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        picture.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, picture.save)
