@@ -70,8 +70,13 @@ def finetuner(train, test, epochs: int, lr: float):
 
 
 def run_leannet(base, train, test, example, criterion, steps, budget, lr):
-    """leannet's iterative_prune with the guard off, `budget` epochs split across the steps."""
+    """leannet's iterative_prune with the guard off, `budget` epochs split across the steps.
+
+    `criterion` may end in "-uniform": the same criterion with one pruning ratio for every layer
+    (Torch-Pruning's default) instead of leannet's global ranking.
+    """
     model = copy.deepcopy(base)
+    criterion, _, ranking = criterion.partition("-")
 
     def calibrate(pruner):
         pruner.calibrate(train, loss_fn=ClassificationTask().loss, max_batches=20)
@@ -80,7 +85,8 @@ def run_leannet(base, train, test, example, criterion, steps, budget, lr):
         model, finetuner(train, test, max(1, budget // steps), lr), lambda m: accuracy(m, test),
         Target(macs=0.5), example, criterion=criterion, schedule="equal" if steps > 1 else
         "oneshot", steps=steps, max_drop=1.0,
-        calibrate=calibrate if criterion in ("taylor", "apoz") else None, seed=0)
+        calibrate=calibrate if criterion in ("taylor", "apoz") else None, seed=0,
+        pruner_options={"global_ranking": ranking != "uniform"})
     last = [s for s in outcome.steps if s["status"] == "accepted"][-1]
     return outcome.model, last["metric_before_finetune"]
 
@@ -138,6 +144,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps of the iterative methods")
     parser.add_argument("--train-subset", type=int, default=20000)
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--criteria", nargs="+", default=["l1", "taylor", "apoz"],
+                        help="leannet criteria; add -uniform for one ratio per layer")
+    parser.add_argument("--skip-anchor", action="store_true", help="leannet rows only")
     parser.add_argument("--out", default="benchmarks/results/prune_vs_torch_pruning.json")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -160,13 +169,14 @@ def main() -> None:
         example = torch.randn(1, 1, 28, 28)
         base_macs = count_macs(base, example)
         record(row(f"{name} baseline", base, accuracy(base, test), test, example, 0, base_macs))
-        start = time.perf_counter()  # the anchor first, so a cut-short run still compares
-        model, before = run_torch_pruning(base, train, test, example, args.steps, args.budget,
-                                          args.lr)
-        record(row(f"{name} torch-pruning l1 iterative x{args.steps}", model, before, test,
-                   example, time.perf_counter() - start, base_macs))
+        if not args.skip_anchor:  # the anchor first, so a cut-short run still compares
+            start = time.perf_counter()
+            model, before = run_torch_pruning(base, train, test, example, args.steps,
+                                              args.budget, args.lr)
+            record(row(f"{name} torch-pruning l1 iterative x{args.steps}", model, before, test,
+                       example, time.perf_counter() - start, base_macs))
         methods = [(f"{name} leannet {c} {'one-shot' if s == 1 else f'iterative x{s}'}", c, s)
-                   for s in (args.steps, 1) for c in ("l1", "taylor", "apoz")]
+                   for s in (args.steps, 1) for c in args.criteria]
         for label, criterion, steps in methods:
             start = time.perf_counter()
             model, before = run_leannet(base, train, test, example, criterion, steps, args.budget,
