@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from leannet.cli import main
 
@@ -17,3 +18,9 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
         code = exit_.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def shared_data() -> Path:
+    """The benchmark data folder beside the checkout (`../shared/data`); tests using it skip when
+    it is absent."""
+    return Path(__file__).resolve().parents[2] / "shared" / "data"

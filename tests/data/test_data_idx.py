@@ -1,6 +1,5 @@
 """mnist / fashion-mnist from IDX files: parsing, search places, and clear errors on bad files."""
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,9 @@ import torch
 from leannet.data import get_source
 from leannet.data import idx
 from leannet.errors import LeannetError
+from tests.helpers import shared_data
 
-SHARED = Path("/work/shared/data")
+SHARED = shared_data()
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:

@@ -10,8 +10,9 @@ from leannet.data import get_source
 from leannet.detect.augment import box_augment, detection_collate
 from leannet.detect.images import write_image
 from leannet.errors import LeannetError
+from tests.helpers import shared_data
 
-COCO128 = Path("/work/shared/data/coco128")
+COCO128 = shared_data() / "coco128"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """Multi-task data: the MultiMNIST recipe pixel by pixel, determinism, MNIST files, CSV folders."""
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +9,9 @@ from PIL import Image
 from leannet.data import get_source
 from leannet.data.multidigits import overlay
 from leannet.errors import LeannetError
+from tests.helpers import shared_data
 
-MNIST = Path("/work/shared/data/mnist")
+MNIST = shared_data() / "mnist"
 
 
 def test_overlay_places_digits_and_takes_the_max_in_the_overlap():

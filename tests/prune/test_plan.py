@@ -8,10 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-import leannet
 from leannet.errors import LeannetError
 from leannet.models import create_model
 from leannet.prune import Pruner, PruningPlan, Target, apply_plan

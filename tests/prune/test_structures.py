@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leannet.prune import Pruner, Target
+from leannet.prune import Pruner
 
 from .helpers import prune_check, randomize_norms
 
