@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 import numpy as np
-import torch
 from torch import nn
 
 from leannet.errors import LeannetError
