@@ -8,6 +8,17 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(1)
+torch.set_num_threads(1)  # module-scoped fixtures run before the per-test fixture below
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """Every test starts on one thread, whatever an earlier test set."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,15 +19,6 @@ SMALL = (1, 1, 32, 32)
 TINY = (1, 1, 16, 16)  # small_input MobileNet v2 still ends at 2x2: cheap but every layer runs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and it keeps these tests steady on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial BN statistics and affine terms, so folding has real work to do."""
     generator = torch.Generator().manual_seed(seed)

@@ -14,17 +14,6 @@ from leannet.models import create_model
 from tests.helpers import run_cli as _cli
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and it keeps these tests steady on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-
-
 @pytest.fixture
 def model_dir(tmp_path):
     """A saved resnet20 with non-trivial BatchNorm statistics and logits."""

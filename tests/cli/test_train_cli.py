@@ -5,23 +5,10 @@ import json
 import sys
 
 import pytest
-import torch
 
 from leannet.cli import main
 from leannet.demo import DemoConfig, run_demo
 from tests.helpers import run_cli as cli
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """Tiny models run fastest on one thread, and it keeps these tests steady on a busy machine."""
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # fit() respects a user-pinned thread count
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 
 
 TRAIN = ("train", "--model", "simple_cnn", "--data", "digits", "--image-size", "8",

@@ -1,4 +1,4 @@
-"""Pruning tests run with one torch thread: the machine is shared and has 2 cores."""
+"""Pruning tests start from a fixed random state (one torch thread: tests/conftest.py)."""
 from __future__ import annotations
 
 import pytest
@@ -6,10 +6,6 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tests run beside other jobs on 2 cores: one intra-op thread is much faster there."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def seeded():
+    """Every pruning test starts from the same random state (one thread: tests/conftest.py)."""
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)

@@ -39,8 +39,6 @@ def digits():
 @pytest.fixture(scope="module")
 def trained(digits):
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module fixtures run before the per-test one-thread fixture
     x, y = digits
     model = Net()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
@@ -54,7 +52,6 @@ def trained(digits):
     model.eval()
     with torch.no_grad():  # 8 channels and mean pooling: well above chance (0.1), not great
         assert (model(x[1500:]).argmax(1) == y[1500:]).float().mean() > 0.5
-    torch.set_num_threads(threads)
     return model
 
 
