@@ -174,11 +174,3 @@ def _read_weights(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
         raise LeannetError(f"weights in {weights_path} do not match the architecture in "
                            f"{CONFIG_FILE}: {detail}")
     return weights
-
-
-def read_metrics(path: str | Path) -> dict[str, Any]:
-    """The metrics.json of a model folder, or {} when absent."""
-    metrics_path = Path(path) / METRICS_FILE
-    if not metrics_path.is_file():
-        return {}
-    return json.loads(metrics_path.read_text())

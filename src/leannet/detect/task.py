@@ -36,18 +36,15 @@ class DetectionTask:
         self.count_weight = count_weight
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
-        self.last_parts: dict[str, float] = {}
 
     def loss(self, outputs: Mapping[str, Tensor], targets: Sequence[Mapping[str, Tensor]]
              ) -> Tensor:
-        total, parts = yolo_loss(outputs, targets, self.spec, **self.loss_options)
+        total, _ = yolo_loss(outputs, targets, self.spec, **self.loss_options)
         if self.spec.count_classes and "count" in outputs:
             logits = outputs["count"]
             count = F.cross_entropy(logits, count_targets(targets, self.spec.count_classes,
                                                           logits.device))
             total = total + self.count_weight * count
-            parts["count"] = float(count.detach())
-        self.last_parts = parts
         return total
 
     def meter(self) -> "DetectionMeter":

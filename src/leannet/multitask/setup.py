@@ -66,6 +66,3 @@ def task_for(model: nn.Module, source: Any | None = None, weighting: str = "fixe
     return MultiTask(list(tasks), weighting, task_weights)
 
 
-def is_multitask(model: nn.Module) -> bool:
-    """Whether a model returns {task: output} (hard or soft sharing)."""
-    return bool(getattr(model, "task_names", None))

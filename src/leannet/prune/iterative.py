@@ -245,8 +245,9 @@ class IterativeRun:
                         **self.settings.pruner_options)
         current = self.state["current"][self.cost] or 1
         relative = min(1.0, proposed * self.state["baseline"][self.cost] / current)
-        kind = "macs" if self.cost in ("latency", "channels") and self.settings.layer_keep \
-            else "macs" if self.cost == "latency" else self.cost
+        # latency is planned by MACs; so are channels when per-layer ratios do the planning
+        by_macs = self.cost == "latency" or (self.cost == "channels" and self.settings.layer_keep)
+        kind = "macs" if by_macs else self.cost
         step_target = dataclasses.replace(self.target, **{self.cost: None, kind: relative})
         if self.calibrate is not None:
             self.calibrate(pruner)
@@ -282,8 +283,8 @@ class IterativeRun:
         low, high = 0.0, 1.0 / max(1e-6, 1 - min(s["keep"] for s in
                                                self.settings.layer_keep.values()))
         if plan_at(high).meta[fraction_key] > wanted + 1e-9:
-            raise UnreachableTarget(f"the per-layer ratios cannot reach {kind}={wanted:.3f} even at "
-                               "their limits; allow a larger --max-drop in sensitivity")
+            raise UnreachableTarget(f"the per-layer ratios cannot reach {kind}={wanted:.3f} even "
+                                    "at their limits; allow a larger --max-drop in sensitivity")
         for _ in range(20):
             middle = (low + high) / 2
             low, high = (middle, high) if plan_at(middle).meta[fraction_key] > wanted else \

@@ -32,11 +32,6 @@ def canon(uf: UnionFind, label: Label | None) -> Label | None:
     return compress(torch.from_numpy(np.ascontiguousarray(roots)).reshape(label.shape))
 
 
-def varying_dims(label: Label) -> list[int]:
-    """Dimensions along which a canonical label differs."""
-    return [d for d in range(label.dim()) if label.shape[d] > 1]
-
-
 def tree_map(fn: Callable[[Any], Any], obj: Any) -> Any:
     """Apply fn to every leaf of nested tuples/lists/dicts (namedtuples kept as tuples)."""
     if isinstance(obj, (tuple, list)):
