@@ -25,7 +25,9 @@ def tiny(head, **kw):
 
 def perfect(spec, label=2, anchor=0):
     """Raw outputs encoding BOX with class `label`: every other predictor says 'no object'."""
-    logit = lambda p: math.log(p / (1 - p))
+    def logit(p):
+        return math.log(p / (1 - p))
+
     out = {}
     for key, stride in zip(spec.keys, spec.strides):
         g = SIZE // stride
