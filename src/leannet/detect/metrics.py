@@ -11,8 +11,16 @@ import io
 from typing import Any, Mapping, Sequence
 
 import torch
+from pycocotools.coco import COCO as PyCOCO
+from pycocotools.cocoeval import COCOeval as PyCOCOeval
 
 from leannet.errors import LeannetError
+
+try:  # optional cross-check backend (in the `test` and `bench` extras)
+    from faster_coco_eval import COCO as FastCOCO
+    from faster_coco_eval import COCOeval_faster as FastCOCOeval
+except ImportError:  # pragma: no cover - depends on the install
+    FastCOCO = FastCOCOeval = None
 
 BACKENDS = ("pycocotools", "faster_coco_eval")
 
@@ -59,11 +67,12 @@ def mean_average_precision(predictions: Sequence[Mapping], targets: Sequence[Map
 def _evaluate(dataset: dict, results: list[dict], backend: str) -> list[float]:
     """Run COCOeval on bounding boxes and return its 12 summary numbers."""
     if backend == "pycocotools":
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
+        COCO, COCOeval = PyCOCO, PyCOCOeval
+    elif FastCOCO is None:
+        raise LeannetError("the faster_coco_eval backend is not installed; "
+                           "pip install faster-coco-eval, or use pycocotools")
     else:
-        from faster_coco_eval import COCO
-        from faster_coco_eval import COCOeval_faster as COCOeval
+        COCO, COCOeval = FastCOCO, FastCOCOeval
     gt = COCO()
     gt.dataset = dataset
     gt.createIndex()
