@@ -6,10 +6,14 @@ automatically, so adding a command never touches this file.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
+from typing import NoReturn, Sequence
 
 import typer
+
+from leannet.errors import LeannetError
 
 app = typer.Typer(
     name="leannet",
@@ -33,25 +37,65 @@ def _register_commands() -> None:
 
 _register_commands()
 
+DEBUG_ENV = "LEANNET_DEBUG"
 
-def main() -> None:
-    """Entry point: run the app, turning LeannetError into a one-line message and exit code 2."""
-    from leannet.errors import LeannetError
 
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks of unexpected "
+                                     "errors (or set LEANNET_DEBUG=1).")) -> None:
+    """Compact CNNs, multi-task learning and verified iterative structured pruning."""
+    # `main` takes --debug off the line before typer sees it; this option only documents it.
+
+
+def _command_names() -> list[str]:
+    """The registered command names, for messages that must name the valid choices."""
+    return sorted(c.name or c.callback.__name__ for c in app.registered_commands
+                  if c.callback is not None)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """Print one line on stderr and exit: the only way the CLI reports a problem."""
+    first = " ".join(str(message).split())  # one line, whatever the message held
+    typer.secho(f"error: {first}", fg="red", err=True)
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: every failure is one line on stderr.
+
+    Bad input (LeannetError, usage errors: unknown command or option, bad or missing value)
+    exits 2; an interrupt 130; an unexpected error 1, with a hint on how to see the traceback.
+    Typer raises its own exception classes (it vendors click), so they are recognised by what
+    they offer (`format_message`, `exit_code`) rather than by a click import.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV) == "1"
+    args = [a for a in args if a != "--debug"]  # accepted anywhere on the line
+    if not args:
+        args = ["--help"]
     try:
-        app(standalone_mode=False)
+        result = app(args=args, prog_name="leannet", standalone_mode=False)
     except LeannetError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        sys.exit(2)
+        _fail(str(err), 2)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as err:  # click usage errors come through here with standalone_mode=False
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Exit):
-            sys.exit(err.exit_code)
-        raise
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except Exception as err:
+        if callable(getattr(err, "format_message", None)) and hasattr(err, "exit_code"):
+            message = err.format_message()  # a usage error: unknown command, bad option value
+            if message.startswith("No such command"):
+                message += f" Commands: {', '.join(_command_names())}."
+            _fail(message, 2)
+        if debug:
+            raise
+        if isinstance(err, MemoryError):
+            _fail("out of memory; use a smaller --batch-size or --image-size", 1)
+        if isinstance(err, OSError) and err.strerror:
+            where = f" ({err.filename})" if err.filename else ""
+            _fail(f"{err.strerror}{where}", 2)
+        _fail(f"unexpected {type(err).__name__}: {err} (run with --debug or {DEBUG_ENV}=1 for the "
+              "traceback)", 1)
+    if isinstance(result, int) and result:
+        sys.exit(result)
