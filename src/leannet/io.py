@@ -6,11 +6,10 @@ pruning plan replayed in order, then the weights. Nothing in it can execute code
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -18,6 +17,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from leannet.errors import LeannetError
+from leannet.files import (atomic_write, atomic_write_json, atomic_write_text,  # noqa: F401
+                           follow_umask, prepare_out_dir, recover_dir, replace_dir)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -31,47 +32,6 @@ def _version() -> str:
     return __version__
 
 
-def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
-    """Let `write(temp_path)` fill a temp file beside `path`, then rename it into place.
-
-    Readers see the old file or the new one, never half of one; a failed write leaves nothing.
-    The temp name keeps the suffix, so writers that pick a format by suffix still work.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write text to `path` atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """Write `obj` as indented JSON, atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def prepare_out_dir(path: str | Path, force: bool = False) -> Path:
-    """Create an output folder; refuse one that exists and is not empty unless `force`."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise LeannetError(f"output path {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise LeannetError(f"output folder {path} already exists and is not empty; "
-                           "pass --force to overwrite it")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def record_plan(model: nn.Module, plan: dict[str, Any]) -> None:
     """Append a pruning plan (JSON dict) to the model's config so save/load can replay it."""
     config = getattr(model, "leannet_config", None)
@@ -80,14 +40,23 @@ def record_plan(model: nn.Module, plan: dict[str, Any]) -> None:
 
 
 def save(model: nn.Module, path: str | Path, metrics: dict[str, Any] | None = None) -> Path:
-    """Save a registry-built model as a model folder, replacing any folder there atomically."""
+    """Save a registry-built model as a model folder, replacing a model folder there atomically.
+
+    Anything else at `path` (a file, a folder that is not a model folder) is refused, never
+    deleted. The files are written into a staging folder first, so a crash leaves the old one.
+    """
     config = getattr(model, "leannet_config", None)
     if config is None:
         raise LeannetError("only models built by leannet.create_model can be saved as model "
                            "folders (their architecture must be rebuildable from JSON)")
-    path = Path(path)
+    path = recover_dir(path)
+    if path.exists() and not (path / CONFIG_FILE).is_file() and (
+            not path.is_dir() or any(path.iterdir())):
+        raise LeannetError(f"{path} exists and is not a leannet model folder; refusing to replace "
+                           "it (choose another path or remove it yourself)")
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    follow_umask(staging, folder=True)
     try:
         full_config = {**config, "plans": config.get("plans", []), "leannet_version": _version()}
         (staging / CONFIG_FILE).write_text(json.dumps(full_config, indent=2) + "\n")
@@ -95,27 +64,16 @@ def save(model: nn.Module, path: str | Path, metrics: dict[str, Any] | None = No
                    for k, v in model.state_dict().items()}
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
         (staging / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2) + "\n")
-        _replace_dir(staging, path)
+        replace_dir(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Move `staging` to `target`, swapping out an existing folder with renames only."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def read_config(path: str | Path) -> dict[str, Any]:
     """Read and check a model folder's config.json; refuse pickles and non-folders clearly."""
-    path = Path(path)
+    path = recover_dir(path)
     if not path.is_dir():
         raise LeannetError(f"{path} is not a model folder (expected a folder with {CONFIG_FILE} "
                            f"and {WEIGHTS_FILE})")

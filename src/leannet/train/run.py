@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 
+from leannet import checks
 from leannet.errors import LeannetError
+from leannet.files import check_out_dir, output_folder
 
 
 @dataclass
@@ -52,21 +54,27 @@ def check_job(job: TrainJob) -> None:
         raise LeannetError(f"--batch-size must be at least 1, got {job.batch_size}")
     if job.optimizer not in ("sgd", "adamw"):
         raise LeannetError(f"unknown optimizer {job.optimizer!r}; expected sgd or adamw")
-    if job.lr <= 0:
-        raise LeannetError(f"--lr must be positive, got {job.lr}")
-    if not 0.0 <= job.label_smoothing < 1.0:
-        raise LeannetError(f"--label-smoothing must be in [0, 1), got {job.label_smoothing}")
-    out = Path(job.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not job.force:
-        raise LeannetError(f"output folder {out} already exists and is not empty; "
-                           "pass --force to overwrite it")
+    checks.number("--lr", job.lr, low=0, low_open=True, high=10)
+    checks.number("--weight-decay", job.weight_decay, low=0, high=10)
+    checks.number("--warmup-epochs", job.warmup_epochs, low=0, high=job.epochs)
+    checks.number("--label-smoothing", job.label_smoothing, low=0, high=1, high_open=True)
+    if job.width_mult is not None:
+        checks.number("--width-mult", job.width_mult, low=0, low_open=True, high=8)
+    if job.image_size is not None:
+        checks.number("--image-size", job.image_size, low=8, high=2048, integer=True)
+    if job.strength is not None:
+        checks.number("--strength", job.strength, low=0)
+    checks.number("--workers", job.workers, low=0, high=64, integer=True)
+    checks.number("--seed", job.seed, low=0, high=2**63 - 1, integer=True)
+    checks.device(job.device)
+    check_out_dir(job.out, job.force)
 
 
 def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
     """Train as `job` says; returns (and writes to OUT/result.json) what was done, with numbers."""
     from leannet.data import get_source
     from leannet.data.loaders import make_loaders
-    from leannet.io import atomic_write_json, prepare_out_dir
+    from leannet.io import atomic_write_json
     from leannet.measure import measure
     from leannet.models import model_input_shape
     from leannet.train.build import build_for_source, remember_data
@@ -83,19 +91,20 @@ def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
     remember_data(model, job.data, job.data_root)
     train_loader, val_loader = make_loaders(source, job.batch_size, seed=job.seed,
                                             workers=job.workers)
-    out = prepare_out_dir(job.out, job.force)
-    start = time.perf_counter()
-    history = fit(model, train_loader, val_loader, task, job.epochs, optimizer=job.optimizer,
-                  lr=job.lr, weight_decay=job.weight_decay, warmup_epochs=job.warmup_epochs,
-                  seed=job.seed, device=job.device, out_dir=out, progress=progress,
-                  restore_best=True)
-    seconds = time.perf_counter() - start
-    best = max(history, key=lambda r: r.get(task.main_metric, float("-inf")))
-    numbers = measure(model.cpu().eval(), model_input_shape(model, 1), path=out / "model")
-    result = {"command": "train", "model": job.model, "data": job.data,
-              "main_metric": task.main_metric, task.main_metric: best.get(task.main_metric),
-              "metrics": best, "best_epoch": best["epoch"], "epochs": job.epochs, **numbers,
-              "seconds": round(seconds, 2), "model_dir": str(out / "model"),
-              "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()}}
-    atomic_write_json(out / "result.json", result)
+    with output_folder(job.out, job.force) as out:  # the old output stays until this one is done
+        start = time.perf_counter()
+        history = fit(model, train_loader, val_loader, task, job.epochs, optimizer=job.optimizer,
+                      lr=job.lr, weight_decay=job.weight_decay, warmup_epochs=job.warmup_epochs,
+                      seed=job.seed, device=job.device, out_dir=out, progress=progress,
+                      restore_best=True)
+        seconds = time.perf_counter() - start
+        best = max(history, key=lambda r: r.get(task.main_metric, float("-inf")))
+        numbers = measure(model.cpu().eval(), model_input_shape(model, 1), path=out / "model")
+        result = {"command": "train", "model": job.model, "data": job.data,
+                  "main_metric": task.main_metric, task.main_metric: best.get(task.main_metric),
+                  "metrics": best, "best_epoch": best["epoch"], "epochs": job.epochs, **numbers,
+                  "seconds": round(seconds, 2), "model_dir": str(Path(job.out) / "model"),
+                  "config": {k: str(v) if isinstance(v, Path) else v
+                             for k, v in asdict(job).items()}}
+        atomic_write_json(out / "result.json", result)
     return result
