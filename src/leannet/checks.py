@@ -27,11 +27,17 @@ def number(name: str, value: Any, *, low: float | None = None, high: float | Non
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)
     if below or above:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-        raise LeannetError(f"{name} must be in {span}, got {value}")
+        raise LeannetError(f"{name} must be {_span(low, high, low_open, high_open)}, got {value}")
     return value
+
+
+def _span(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    """'>= 0', '< 1' or 'in (0, 1]': the allowed range in words a user reads at a glance."""
+    if high is None:
+        return f"{'>' if low_open else '>='} {low}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high}"
+    return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
 
 
 def device(name: str | None) -> torch.device:

@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from leannet import io
+from leannet import checks
 from leannet.errors import LeannetError
+from leannet.files import check_out_dir, output_folder
 from leannet.measure import file_size
 from leannet.prune.iterative import (DATA_DRIVEN, STATE_FILE, IterativeResult, iterative_prune,
                                      schedule_fractions, target_cost)
@@ -132,10 +134,12 @@ def make_callables(bench: Workbench, job: PruneJob) -> tuple[Callable, Callable,
         return guard_metrics(bench.task, evaluate(model, bench.val_loader, bench.task))
 
     def calibrate(pruner: Any) -> None:
-        # per-task losses (a dict) let the Pruner weight each task by --task-weights
+        # per-task losses (a dict) let the Pruner weight each task by --task-weights; the batch
+        # order comes from the attempt's reseeded RNG, so a resumed run calibrates identically
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        train_loader, _ = make_loaders(bench.source, job.batch_size, seed=seed)
         loss_fn = getattr(bench.task, "task_losses", bench.task.loss)
-        pruner.calibrate(bench.train_loader, loss_fn=loss_fn,
-                         max_batches=job.calibration_batches)
+        pruner.calibrate(train_loader, loss_fn=loss_fn, max_batches=job.calibration_batches)
 
     needs_data = job.criterion in DATA_DRIVEN or job.task_weights
     return finetune, score, (calibrate if needs_data else None)
@@ -157,43 +161,71 @@ def _conv_channels(model: nn.Module) -> dict[str, int]:
             if isinstance(m, nn.Conv2d)}
 
 
-def _prepare_out(job: PruneJob) -> None:
-    """A fresh output folder, or on --resume one that holds this kind of run."""
-    if job.resume:
-        if not (job.out / STATE_FILE).is_file():
-            raise LeannetError(f"--resume: {job.out} holds no interrupted run ({STATE_FILE} missing)")
-        return
-    io.prepare_out_dir(job.out, job.force)
-    for stale in ("result.json", STATE_FILE):
-        (job.out / stale).unlink(missing_ok=True)
+def check_prune_job(job: PruneJob) -> None:
+    """Refuse bad settings, and an output folder that would swallow the input, before any work."""
+    drops = job.max_drop.values() if isinstance(job.max_drop, dict) else [job.max_drop]
+    for value in drops:
+        checks.number("--max-drop", value, low=0)
+    checks.number("--steps", job.steps, low=1, high=100, integer=True)
+    checks.number("--finetune-epochs", job.finetune_epochs, low=0, integer=True)
+    checks.number("--lr", job.lr, low=0, low_open=True, high=10)
+    checks.number("--batch-size", job.batch_size, low=1, integer=True)
+    checks.number("--calibration-batches", job.calibration_batches, low=1, integer=True)
+    checks.number("--round-to", job.round_to, low=1, high=1024, integer=True)
+    checks.number("--min-fraction", job.min_fraction, low=0, high=1, high_open=True)
+    checks.number("--seed", job.seed, low=0, integer=True)
+    for name, weight in (job.task_weights or {}).items():
+        checks.number(f"--task-weights {name}", weight, low=0)
+    if job.optimizer not in ("sgd", "adamw"):
+        raise LeannetError(f"unknown optimizer {job.optimizer!r}; expected sgd or adamw")
+    out, source = Path(job.out).resolve(), Path(job.model_dir).resolve()
+    if source == out or out in source.parents:
+        raise LeannetError(f"--out {job.out} holds the model being pruned ({job.model_dir}); "
+                           "choose another output folder (--force cannot replace the input)")
+    if not job.resume:
+        check_out_dir(job.out, job.force)
 
 
 def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
                   ) -> dict[str, Any]:
-    """Run the whole job and return what `result.json` holds."""
+    """Run the whole job and return what `result.json` holds.
+
+    Everything is checked before any work; the run folder appears only when the run completes
+    (or, killed, as a resumable folder), and a run that fails leaves nothing behind.
+    """
     from leannet.prune import Target
 
-    if isinstance(job.max_drop, (int, float)) and job.max_drop < 0:
-        raise LeannetError(f"--max-drop must be >= 0, got {job.max_drop}")
+    check_prune_job(job)
     target = Target(**job.target, round_to=job.round_to, min_fraction=job.min_fraction)
     target_cost(target)
     schedule_fractions(0.5, job.steps, job.schedule)
     bench = open_workbench(job.model_dir, job.data, job.data_root, job.batch_size, job.seed)
     _check_task_names(bench.task, job)
-    _prepare_out(job)
     finetune, score, calibrate = make_callables(bench, job)
     options = {"task_weights": job.task_weights} if job.task_weights else {}
-    layer_keep = _layer_keep(job)
-    outcome = iterative_prune(
-        bench.model, finetune, score, target, bench.example_inputs, criterion=job.criterion,
-        schedule=job.schedule, steps=job.steps, max_drop=job.max_drop, calibrate=calibrate,
-        checkpoint_dir=job.out, resume=job.resume, seed=job.seed, pruner_options=options,
-        on_attempt=on_attempt, layer_keep=layer_keep,
-        run_label=f"{job.model_dir.resolve()}|{bench.data}|{job.finetune_epochs}|{job.optimizer}|{job.lr}")
-    return finish_run(job, bench.model, outcome, bench.data)
+    marker = STATE_FILE if job.resume else None
+    with output_folder(job.out, job.force, resume_marker=marker) as work:
+        layer_keep = _layer_keep(job, work)
+        outcome = iterative_prune(
+            bench.model, finetune, score, target, bench.example_inputs, criterion=job.criterion,
+            schedule=job.schedule, steps=job.steps, max_drop=job.max_drop, calibrate=calibrate,
+            checkpoint_dir=work, resume=job.resume, seed=job.seed, pruner_options=options,
+            on_attempt=on_attempt, layer_keep=layer_keep, run_label=_run_label(job, bench.data))
+        result = finish_run(job, work, bench.model, outcome, bench.data)
+    return result
 
 
-def _layer_keep(job: PruneJob) -> dict[str, dict[str, float]]:
+def _run_label(job: PruneJob, data: str) -> str:
+    """Every setting outside `iterative_prune` that changes the result, for --resume's check."""
+    fields = {"model": str(job.model_dir.resolve()), "data": data,
+              "data_root": str(job.data_root.resolve()) if job.data_root else None,
+              "finetune_epochs": job.finetune_epochs, "optimizer": job.optimizer, "lr": job.lr,
+              "batch_size": job.batch_size, "calibration_batches": job.calibration_batches,
+              "sensitivity": str(job.sensitivity_dir) if job.sensitivity_dir else None}
+    return json.dumps(fields, sort_keys=True)
+
+
+def _layer_keep(job: PruneJob, work: Path) -> dict[str, dict[str, float]]:
     """Per-group final keep fractions from a sensitivity run, copied into the run folder."""
     if job.sensitivity_dir is None:
         return {}
@@ -201,10 +233,26 @@ def _layer_keep(job: PruneJob) -> dict[str, dict[str, float]]:
     if not path.is_file():
         raise LeannetError(f"--sensitivity: {job.sensitivity_dir} has no {SENSITIVITY_FILE} "
                            "(run `leannet sensitivity` first)")
-    sensitivity = json.loads(path.read_text())
-    io.atomic_write_json(job.out / SENSITIVITY_FILE, sensitivity)  # the report plots it
+    sensitivity = _read_sensitivity(path)
+    io.atomic_write_json(work / SENSITIVITY_FILE, sensitivity)  # the report plots it
     return {name: {"size": sensitivity["sizes"][name], "keep": keep}
             for name, keep in sensitivity["layer_keep"].items()}
+
+
+def _read_sensitivity(path: Path) -> dict[str, Any]:
+    """sensitivity.json, checked: per-layer keep fractions in [0, 1] and sizes for each layer."""
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LeannetError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("layer_keep"), dict) \
+            or not isinstance(data.get("sizes"), dict):
+        raise LeannetError(f"{path} lacks the 'layer_keep' and 'sizes' objects of a sensitivity "
+                           "run")
+    for name, keep in data["layer_keep"].items():
+        checks.number(f"{path}: layer_keep[{name!r}]", keep, low=0, high=1)
+        checks.number(f"{path}: sizes[{name!r}]", data["sizes"].get(name), low=1, integer=True)
+    return data
 
 
 def run_sensitivity(model_dir: Path, data: str | None, out: Path, data_root: Path | None = None,
@@ -215,39 +263,47 @@ def run_sensitivity(model_dir: Path, data: str | None, out: Path, data_root: Pat
     from leannet.prune.sensitivity import ratios_from_sensitivity, sensitivity_analysis
     from leannet.report import plot_sensitivity
 
+    for ratio in ratios:
+        checks.number("--ratios", ratio, low=0, high=1, low_open=True, high_open=True)
+    checks.number("--max-drop", max_drop, low=0)
+    checks.number("--batch-size", batch_size, low=1, integer=True)
+    check_out_dir(out, force)
     bench = open_workbench(model_dir, data, data_root, batch_size)
-    io.prepare_out_dir(out, force)
     job = PruneJob(model_dir, data, out, data_root, criterion, batch_size=batch_size)
     _, score, calibrate = make_callables(bench, job)
-    result = sensitivity_analysis(
-        bench.model, lambda m: float(np.mean(list(score(m).values()))), bench.example_inputs,
-        ratios, criterion, calibrate, metric_name=bench.task.main_metric, on_group=on_group)
-    result |= {"max_drop": max_drop, "layer_keep": ratios_from_sensitivity(result, max_drop),
-               "model": str(model_dir), "data": bench.data}
-    io.atomic_write_json(out / SENSITIVITY_FILE, result)
-    result["plot"] = str(plot_sensitivity(result, out / "sensitivity.png"))
-    io.atomic_write_json(out / "result.json", result)
+    with output_folder(out, force) as work:
+        result = sensitivity_analysis(
+            bench.model, lambda m: float(np.mean(list(score(m).values()))), bench.example_inputs,
+            ratios, criterion, calibrate, metric_name=bench.task.main_metric, on_group=on_group)
+        result |= {"max_drop": max_drop, "layer_keep": ratios_from_sensitivity(result, max_drop),
+                   "model": str(model_dir), "data": bench.data}
+        io.atomic_write_json(work / SENSITIVITY_FILE, result)
+        plot_sensitivity(result, work / "sensitivity.png")
+        result["plot"] = str(Path(out) / "sensitivity.png")
+        io.atomic_write_json(work / "result.json", result)
     return result
 
 
-def finish_run(job: PruneJob, original: nn.Module, outcome: IterativeResult, data: str
-               ) -> dict[str, Any]:
-    """Save the pruned model, write result.json and the report; return the result."""
+def finish_run(job: PruneJob, work: Path, original: nn.Module, outcome: IterativeResult,
+               data: str) -> dict[str, Any]:
+    """Save the pruned model, write result.json and the report into `work` (the run folder, or
+    its staging folder until the run completes); return the result, with the final paths."""
     from leannet.report import write_report
 
-    model_dir = io.save(outcome.model, job.out / "model", metrics=outcome.final["metrics"])
+    io.save(outcome.model, work / "model", metrics=outcome.final["metrics"])
+    model_dir = job.out / "model"
     result = outcome.to_dict()
     result["baseline"]["size_bytes"] = file_size(job.model_dir)
-    result["final"]["size_bytes"] = file_size(model_dir)
+    result["final"]["size_bytes"] = file_size(work / "model")
     result |= {"model": str(model_dir), "source_model": str(job.model_dir),
                "data": data,
                "metric_name": "/".join(outcome.baseline["metrics"]),
                "criterion": job.criterion, "max_drop": job.max_drop,
                "channels_before": _conv_channels(original),
                "channels_after": _conv_channels(outcome.model)}
-    io.atomic_write_json(job.out / "result.json", result)
-    result["report"] = str(write_report(job.out))
-    io.atomic_write_json(job.out / "result.json", result)
+    io.atomic_write_json(work / "result.json", result)
+    result["report"] = str(job.out / write_report(work).relative_to(work))
+    io.atomic_write_json(work / "result.json", result)
     return result
 
 

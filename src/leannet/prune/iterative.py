@@ -19,7 +19,9 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from leannet import io
+from leannet import checks, io
 from leannet.errors import LeannetError, UnreachableTarget
 from leannet.measure import count_macs, count_params, latency_ms
 from leannet.prune.criteria import check_criterion
@@ -106,9 +108,18 @@ class CostMeter:
 
 def _as_metrics(value: float | Mapping[str, float]) -> Metrics:
     """Evaluate results as a dict; a bare number is the single metric 'metric'."""
-    if isinstance(value, Mapping):
-        return {str(k): float(v) for k, v in value.items()}
-    return {"metric": float(value)}
+    try:
+        if isinstance(value, Mapping):
+            return {str(k): float(v) for k, v in value.items()}
+        return {"metric": float(value)}
+    except (TypeError, ValueError):
+        raise LeannetError(f"evaluate must return a number or a dict of numbers, got {value!r}") \
+            from None
+
+
+def _not_finite(metrics: Metrics) -> list[str]:
+    """Names of metrics that are NaN or infinite: such a step can never pass the guard."""
+    return sorted(k for k, v in metrics.items() if not math.isfinite(v))
 
 
 def _guard_limits(max_drop: float | Mapping[str, float], baseline: Metrics) -> Metrics:
@@ -120,11 +131,8 @@ def _guard_limits(max_drop: float | Mapping[str, float], baseline: Metrics) -> M
                                f"report; it reports {', '.join(baseline)}")
         limits = {k: float(v) for k, v in max_drop.items()}
     else:
-        limits = {k: float(max_drop) for k in baseline}
-    negative = [k for k, v in limits.items() if v < 0]
-    if negative:
-        raise LeannetError(f"max-drop must be >= 0, got {limits[negative[0]]} for {negative[0]}")
-    return limits
+        limits = {k: max_drop for k in baseline}
+    return {k: float(checks.number(f"max-drop for {k}", v, low=0)) for k, v in limits.items()}
 
 
 def _summary_metric(metrics: Metrics) -> float:
@@ -138,6 +146,32 @@ def _reseed(seed: int, attempt: int) -> None:
     random.seed(value)
     np.random.seed(value % 2**32)
     torch.manual_seed(value)
+
+
+STATE_KEYS = {"fingerprint": str, "baseline": dict, "pointer": int, "attempt": int,
+              "fraction": (int, float), "steps": list, "done": bool, "current": dict}
+CHECKPOINT_NAME = re.compile(r"checkpoints/step_\d{3,}")
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """state.json, checked field by field; `last_good` must name a checkpoint inside the run."""
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        raise LeannetError(f"{path} is not a readable run state ({err}); start a new run") \
+            from None
+    if not isinstance(state, dict):
+        raise LeannetError(f"{path} must hold a JSON object")
+    for key, kind in STATE_KEYS.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool) != (kind is bool):
+            raise LeannetError(f"{path}: field {key!r} is missing or not a {getattr(kind, '__name__', 'number')}")
+    last = state.get("last_good")
+    if last is not None and (not isinstance(last, str) or not CHECKPOINT_NAME.fullmatch(last)):
+        raise LeannetError(f"{path}: last_good {last!r} is not a checkpoint of this run "
+                           "(expected checkpoints/step_NNN inside the run folder)")
+    if not math.isfinite(state["fraction"]):
+        raise LeannetError(f"{path}: fraction {state['fraction']} is not a finite number")
+    return state
 
 
 def _fingerprint(model: nn.Module, settings: dict[str, Any]) -> str:
@@ -202,6 +236,9 @@ class IterativeRun:
     def start(self) -> None:
         """Measure the baseline and begin a fresh state."""
         metrics = _as_metrics(self.evaluate(self.model))
+        if _not_finite(metrics):
+            raise LeannetError(f"evaluate returned {metrics} for the unpruned model; a guard "
+                               "needs finite metrics")
         self.limits = _guard_limits(self.settings.max_drop, metrics)
         baseline = self.meter.snapshot(self.model) | {
             "metric": _summary_metric(metrics), "metrics": metrics}
@@ -214,7 +251,7 @@ class IterativeRun:
         path = self.checkpoint_dir / STATE_FILE if self.checkpoint_dir else None
         if path is None or not path.is_file():
             return False
-        state = json.loads(path.read_text())
+        state = _read_state(path)
         if state.get("fingerprint") != self.fingerprint:
             raise LeannetError(f"{self.checkpoint_dir} holds a different run (another model, "
                                "target or settings); use a new --out folder or drop --resume")
@@ -310,7 +347,8 @@ class IterativeRun:
         after = _as_metrics(self.evaluate(candidate))
         baseline = self.state["baseline"]
         drops = {k: baseline["metrics"][k] - after[k] for k in self.limits}
-        broken = sorted(k for k, drop in drops.items() if drop > self.limits[k] + 1e-9)
+        broken = sorted(set(_not_finite(after)) | {k for k, drop in drops.items()
+                                                   if drop > self.limits[k] + 1e-9})
         snapshot = self.meter.snapshot(candidate)
         record |= snapshot | {
             "achieved_fraction": round(snapshot[self.cost] / baseline[self.cost], 6),
@@ -348,9 +386,32 @@ class IterativeRun:
         elif record["achieved_fraction"] >= previous - 1e-4:
             self.state["pointer"] += 1
 
+    def check_reachable(self) -> None:
+        """Plan the final target once, by weight magnitude, before any work: floors, protected
+        channels and per-layer limits that rule it out are an error now, not after 20 attempts."""
+        from leannet.prune import Pruner
+
+        if self.settings.layer_keep or self.cost == "latency":
+            return  # planned by bisection / by MACs step by step; each step reports its own limit
+        candidate = copy.deepcopy(self.model)
+        options = {k: v for k, v in self.settings.pruner_options.items() if k != "task_weights"}
+        pruner = Pruner(candidate, self.example_inputs, criterion="l1", **options)
+        final = dataclasses.replace(self.target, **{self.cost: self.target_fraction})
+        planner = getattr(candidate, "pruning_plan", None)
+        try:
+            plan = planner(pruner, final) if callable(planner) else pruner.plan(final)
+        except UnreachableTarget as err:
+            raise UnreachableTarget(f"target {self.cost}={self.target_fraction} cannot be reached "
+                                    f"by this model: {err}") from None
+        reached = plan.meta.get(f"{self.cost}_fraction")
+        if reached is not None and reached > self.target_fraction + self.settings.tolerance:
+            raise UnreachableTarget(f"target {self.cost}={self.target_fraction} cannot be reached "
+                                    f"by this model: at most {reached:.3f} of the baseline")
+
     def run(self, resume: bool = False) -> IterativeResult:
         """Run (or resume) until the target is reached or the step becomes too small."""
         if not (resume and self.resume()):
+            self.check_reachable()
             self.start()
             self._checkpoint(accepted=False)
         while not self.state["done"]:
@@ -399,6 +460,9 @@ def iterative_prune(model: nn.Module, finetune: Callable[[nn.Module], Any],
     """
     if steps < 1:
         raise LeannetError(f"steps must be at least 1, got {steps}")
+    for value in (max_drop.values() if isinstance(max_drop, Mapping) else [max_drop]):
+        checks.number("max-drop", value, low=0)  # NaN would switch the guard off
+    checks.number("min_step", min_step, low=0, high=1, low_open=True)
     settings = RunSettings(criterion, schedule, steps, max_drop, min_step, seed, verify,
                            pruner_options=dict(pruner_options or {}), run_label=run_label,
                            layer_keep=dict(layer_keep or {}))
