@@ -211,7 +211,7 @@ def _count_bn(model: nn.Module) -> int:
 
 # --------------------------------------------------------------------------- onnxruntime checks
 
-def _session(path: str | os.PathLike, threads: int | None = None):
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
     """An onnxruntime CPU session for `path`; a clear error when the file is not valid ONNX."""
     import onnxruntime as ort
 
@@ -235,7 +235,7 @@ def check_onnx_parity(model: nn.Module, path: str | os.PathLike, input_shape: Se
     max_rel_diff (max |diff| over max |torch output|, per output) and raises LeannetError when
     max_rel_diff exceeds `rtol`."""
     shape = _full_shape(input_shape)[1:]
-    session = _session(path, threads=1)  # a correctness check: no thread pool to start or spin
+    session = onnx_session(path, threads=1)  # a correctness check: no thread pool to start or spin
     names = [o.name for o in session.get_outputs()]
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters(), torch.empty(0)).device
@@ -272,7 +272,7 @@ def onnx_latency_ms(path: str | os.PathLike, input_shape: Sequence[int], runs: i
     """Median onnxruntime CPU latency in milliseconds of one forward pass on `input_shape`."""
     if runs < 1 or warmup < 0:
         raise LeannetError(f"runs must be >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
-    session = _session(path, threads)
+    session = onnx_session(path, threads)
     feed = {"input": np.random.default_rng(0).standard_normal(_full_shape(input_shape),
                                                               dtype=np.float32)}
     for _ in range(warmup):
