@@ -13,7 +13,7 @@ from torch import nn
 from leannet.errors import LeannetError
 from leannet.models import create_model
 from leannet.prune import Pruner, PruningPlan, Target, apply_plan
-from leannet.prune import verify as verify_module
+from leannet.prune import surgery as surgery_module
 
 
 def resnet():
@@ -170,7 +170,7 @@ def test_verification_catches_wrong_surgery_and_restores(monkeypatch):
     before = state(model)
     pruner = Pruner(model, x)
     plan = pruner.plan(Target(macs=0.5))
-    real_cut = verify_module.cut
+    real_cut = surgery_module.cut
     target_key = next(m.key for m in pruner.graph.members if m.module == "layer2.1.conv1"
                       and m.kind == "conv_out")
 
@@ -181,7 +181,7 @@ def test_verification_catches_wrong_surgery_and_restores(monkeypatch):
             keep[target_key] = np.sort((keep[target_key] + 1) % size)
         return real_cut(model, graph, keep, zero_only)
 
-    monkeypatch.setattr(verify_module, "cut", wrong_cut)
+    monkeypatch.setattr(surgery_module, "cut", wrong_cut)
     with pytest.raises(LeannetError, match="verification failed for channel group "
                                            "'layer2.1.conv1'"):
         pruner.apply(plan, verify=True)

@@ -29,15 +29,18 @@ class CostModel:
         self.macs0, self.params0 = self.macs(), self.params()
 
     def _param_members(self, model: nn.Module) -> list[tuple[int, int]]:
-        """(member position, parameters per index) for members that carry parameters alone."""
+        """(member position, parameters per index) for members whose rule recorded no cost
+        (a layer scale, a user rule's slices): what their sliced parameters hold per index."""
+        costed = {layer.module for layer in self.graph.layers}
         out = []
         for i, m in enumerate(self.graph.members):
-            if m.kind == "param":
-                t = getattr(model.get_submodule(m.module), m.param)
-                if isinstance(t, nn.Parameter):
-                    out.append((i, t.numel() // t.shape[m.dim]))
-            elif m.kind in ("prelu",):
-                out.append((i, 1))
+            if m.module in costed:
+                continue
+            module = model.get_submodule(m.module)
+            per = sum(t.numel() // t.shape[dim] for name, dim in m.slices
+                      if isinstance(t := getattr(module, name, None), nn.Parameter))
+            if per:
+                out.append((i, per))
         return out
 
     def _n(self, key: str | None, full: int) -> int:

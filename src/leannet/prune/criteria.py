@@ -17,12 +17,11 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from leannet.errors import LeannetError
-from leannet.prune.graph import IN_KINDS, ChannelGraph, Member
+from leannet.prune.graph import ChannelGraph, Member
 
 WEIGHT_CRITERIA = ("l1", "l2", "fpgm", "bn_scale", "random")
 DATA_CRITERIA = ("mean_activation", "apoz", "taylor")
 CRITERIA = WEIGHT_CRITERIA + DATA_CRITERIA
-FILTER_KINDS = ("conv_out", "conv_dw", "convt_out", "linear_out")
 
 
 def check_criterion(criterion: Any) -> None:
@@ -55,7 +54,7 @@ def _weight_scores(rows: torch.Tensor, criterion: str) -> torch.Tensor:
 def member_scores(model: nn.Module, member: Member, criterion: str) -> np.ndarray | None:
     """Per-index scores of one member for a weight criterion, or None if it doesn't apply."""
     if criterion == "bn_scale":
-        if member.kind not in ("norm", "gn"):
+        if member.role != "scale":
             return None
         weight = getattr(model.get_submodule(member.module), "weight", None)
         return None if weight is None else weight.detach().abs().float().numpy()
@@ -108,12 +107,12 @@ def weight_scores(model: nn.Module, graph: ChannelGraph, criterion: str,
     """Score groups by a weight criterion: filters (or norms for bn_scale) first; a group with
     none of those is scored by its consumers' input slices. Groups already scored are skipped."""
     scorer = scorer or Scorer(graph)
-    primary = ("norm", "gn") if criterion == "bn_scale" else FILTER_KINDS
+    primary = "scale" if criterion == "bn_scale" else "filter"
     fallback = "l1" if criterion == "bn_scale" else criterion
-    for kinds, crit in ((primary, criterion), (IN_KINDS, fallback)):
+    for role, crit in ((primary, criterion), ("input", fallback)):
         empty = scorer.empty_channels()
         for member in graph.members:
-            if member.kind not in kinds:
+            if member.role != role:
                 continue
             scores = member_scores(model, member, crit)
             if scores is None:

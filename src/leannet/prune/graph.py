@@ -16,31 +16,36 @@ from torch import fx, nn
 
 from leannet.errors import LeannetError
 from leannet.prune import view_ops  # noqa: F401  (registers the view handlers)
-from leannet.prune.labels import canon, constant, tree_leaves, tree_map
-from leannet.prune.module_ops import find_module_handler
+from leannet.prune.labels import canon, constant, fresh, tree_leaves, tree_map
+from leannet.prune.opcall import OpCall
+from leannet.prune.rules import LayerRule, MemberKind, RuleSet
 from leannet.prune.tensor_ops import FUNCTIONS, METHODS
 from leannet.prune.trace import trace
 from leannet.prune.unionfind import UnionFind
 
-OUT_KINDS = ("conv_out", "conv_dw", "convt_out", "linear_out", "norm", "gn", "prelu", "param")
-IN_KINDS = ("conv_in", "convt_in", "linear_in")
-# Which tensors of a module each kind of member slices, and along which dim.
-SLICES = {
-    "conv_out": (("weight", 0), ("bias", 0)), "conv_dw": (("weight", 0), ("bias", 0)),
-    "conv_in": (("weight", 1),), "convt_out": (("weight", 1), ("bias", 0)),
-    "convt_in": (("weight", 0),), "linear_out": (("weight", 0), ("bias", 0)),
-    "linear_in": (("weight", 1),), "prelu": (("weight", 0),), "gn": (("weight", 0), ("bias", 0)),
-    "norm": (("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0)),
-}
+
+class ParameterRule(LayerRule):
+    """A parameter used directly in the graph (a layer scale): its one non-trivial dimension
+    follows the channel."""
+
+    kinds = {"param": MemberKind((), "param")}
+
+    def slices(self, kind: str, param: str | None, dim: int) -> tuple[tuple[str, int], ...]:
+        return ((str(param), dim),)
+
+
+PARAMETER = ParameterRule()
 
 
 @dataclass
 class Member:
-    """One slice that loses channels: module `module`'s tensors of `kind`, index i -> atoms[i]."""
+    """One slice that loses channels: module `module`'s tensors of `kind` (as its rule defines
+    them), index i -> atoms[i]."""
 
     module: str
     kind: str
     atoms: np.ndarray
+    rule: LayerRule = PARAMETER
     param: str | None = None  # for kind "param": the attribute name
     dim: int = 0              # for kind "param": the sliced dimension
     feature: tuple[int, np.ndarray] | None = None  # inputs' (dim, atoms) for calibration hooks
@@ -48,12 +53,26 @@ class Member:
     @property
     def slices(self) -> tuple[tuple[str, int], ...]:
         """(tensor name, dim) pairs this member cuts."""
-        return ((self.param, self.dim),) if self.kind == "param" else SLICES[self.kind]
+        return self.rule.slices(self.kind, self.param, self.dim)
+
+    @property
+    def role(self) -> str:
+        """"filter", "input", "scale" or "param" (see rules.MemberKind)."""
+        return self.rule.role(self.kind)
 
     @property
     def key(self) -> str:
         return f"{self.module}:{self.kind}:{self.param or ''}"
 
+
+@dataclass
+class Protection:
+    """Why some atoms are protected: where (a module, an op, the outputs) and what it does."""
+
+    where: str       # "module 'blocks.0.ln' (LayerNorm)", "op cat (node cat_3)", ...
+    kind: str        # what to aggregate by: a layer type or an op name
+    why: str
+    atoms: np.ndarray
 
 @dataclass
 class ChannelGroup:
@@ -94,16 +113,19 @@ class Layer:
 
 
 class _Context:
-    """Shared state of one labelling run: the union-find, members and cost-bearing layers."""
+    """Shared state of one labelling run: the union-find, members, cost-bearing layers, and why
+    each protected atom is protected."""
 
-    def __init__(self, gm: fx.GraphModule) -> None:
+    def __init__(self, gm: fx.GraphModule, rules: RuleSet) -> None:
         self.uf = UnionFind()
         self.gm = gm
+        self.rules = rules
         self.modules = dict(gm.named_modules())
         self.members: dict[str, Member] = {}
         self.layers: list[Layer] = []
         self.param_owners: dict[str, int] = {}
         self.points: dict[str, tuple[int, np.ndarray]] = {}  # activation node -> (dim, atoms)
+        self.protections: list[Protection] = []
 
     def new_owner(self, name: str) -> int:
         return self.uf.new_owner(name)
@@ -111,10 +133,17 @@ class _Context:
     def const_owner(self, node: fx.Node) -> int:
         return self.uf.new_owner(f"~{node.name}")
 
-    def add_member(self, module: str, kind: str, atoms: np.ndarray, param: str | None = None,
-                   dim: int = 0, feature: tuple | None = None) -> None:
+    def protect(self, atoms: np.ndarray, node: fx.Node | None, why: str) -> None:
+        """Protect atoms, remembering which node did it and why (for UnreachableTarget)."""
+        atoms = np.asarray(atoms, dtype=np.int64).ravel()
+        self.uf.protect(atoms)
+        where, kind = describe(node, self.modules) if node is not None else ("", "")
+        self.protections.append(Protection(where, kind, why, atoms))
+
+    def add_member(self, rule: LayerRule, module: str, kind: str, atoms: np.ndarray,
+                   param: str | None = None, dim: int = 0, feature: tuple | None = None) -> None:
         """Record a slice; a module called twice shares weights, so its atoms are unioned."""
-        member = Member(module, kind, np.asarray(atoms, dtype=np.int64), param, dim, feature)
+        member = Member(module, kind, np.asarray(atoms, dtype=np.int64), rule, param, dim, feature)
         old = self.members.get(member.key)
         if old is None:
             self.members[member.key] = member
@@ -136,14 +165,6 @@ class _Context:
                                  getattr(m, "bias", None) is not None, full_out, full_in,
                                  params_per_channel))
 
-    def unknown(self, node: fx.Node, largs: Any, lkwargs: Any, value: Any) -> Any:
-        """An op we can't follow: protect every channel it touches; outputs are fixed."""
-        for label in tree_leaves(largs) + tree_leaves(lkwargs):
-            if isinstance(label, torch.Tensor):
-                self.uf.protect(label.numpy())
-        return tree_map(lambda v: constant(self.uf, v.dim(), self.const_owner(node))
-                        if isinstance(v, torch.Tensor) else None, value)
-
     def get_attr(self, node: fx.Node, value: Any) -> Any:
         """A parameter used directly: its one non-trivial dim becomes a member (layer scale)."""
         if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.numel() == 1:
@@ -153,13 +174,32 @@ class _Context:
             return constant(self.uf, value.dim(), self.const_owner(node))
         module, _, attr = node.target.rpartition(".")
         label, atoms = fresh_param(self, node.target, value, sizes[0])
-        self.add_member(module, "param", atoms, param=attr, dim=sizes[0])
+        self.add_member(PARAMETER, module, "param", atoms, param=attr, dim=sizes[0])
         return label
+
+
+def describe(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[str, str]:
+    """(where, kind) of a node for messages: the module and its type, or the op and the module
+    it was called from."""
+    if node.op == "call_module":
+        kind = type(modules[node.target]).__name__
+        return f"module {node.target!r} ({kind})", kind
+    if node.op == "output":
+        return "the model's outputs", "output"
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__",
+                                                                    str(node.target))
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    inside = ""
+    if stack:
+        path, cls = stack[-1] if isinstance(stack[-1], tuple) else (stack[-1], None)
+        cls_name = getattr(cls, "__name__", str(cls).rsplit(".", 1)[-1].strip("'>"))
+        inside = f" inside {path!r} ({cls_name})"
+        return f"op {name}{inside}", f"{name} in {cls_name}"
+    return f"op {name} (node {node.name})", str(name)
 
 
 def fresh_param(ctx: _Context, target: str, value: torch.Tensor, dim: int):
     """Fresh atoms along a parameter's only non-trivial dimension (reused if read twice)."""
-    from leannet.prune.labels import fresh
     if target not in ctx.param_owners:
         label, atoms = fresh(ctx.uf, value.dim(), dim, value.shape[dim], ctx.new_owner(target))
         ctx.param_owners[target] = atoms[0]
@@ -183,14 +223,14 @@ class _Labeller(fx.Interpreter):
         if n.op == "output":
             for label in tree_leaves(fx.node.map_arg(n.args, lambda a: self.labels[a])):
                 if isinstance(label, torch.Tensor):
-                    self.ctx.uf.protect(label.numpy())
+                    self.ctx.protect(label.numpy(), n, "reaches a model output")
             return super().run_node(n)
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         value = super().run_node(n)
         largs = fx.node.map_arg(n.args, lambda a: self.labels[a])
         lkwargs = fx.node.map_arg(n.kwargs, lambda a: self.labels[a])
         self.labels[n] = self._label(n, args, kwargs, largs, lkwargs, value)
-        if _is_activation(n, self.ctx.modules) and isinstance(self.labels[n], torch.Tensor):
+        if _is_activation(n, self.ctx) and isinstance(self.labels[n], torch.Tensor):
             self._record_point(n, self.labels[n], value)
         return value
 
@@ -208,30 +248,38 @@ class _Labeller(fx.Interpreter):
                             if isinstance(v, torch.Tensor) else None, value)
         if n.op == "get_attr":
             return ctx.get_attr(n, value)
+        call = OpCall(ctx, n, args, kwargs, largs, lkwargs, value)
         if n.op == "call_module":
-            module = ctx.modules[n.target]
-            handler = find_module_handler(module)
-            if handler is None or not args or not isinstance(args[0], torch.Tensor):
-                return ctx.unknown(n, largs, lkwargs, value)
-            return handler(ctx, n, n.target, module, args[0], largs[0], value)
+            rule = ctx.rules.find(ctx.modules[n.target])
+            if rule is None or not args or not isinstance(args[0], torch.Tensor):
+                return _unknown(call, "has no layer rule")
+            return rule.label(call)
         table = FUNCTIONS if n.op == "call_function" else METHODS
         handler = table.get(n.target)
         if handler is None:
             has_tensor = any(isinstance(v, torch.Tensor) for v in tree_leaves(value))
-            return ctx.unknown(n, largs, lkwargs, value) if has_tensor else None
-        return handler(ctx, n, args, kwargs, largs, lkwargs, value)
+            return _unknown(call, "is an op leannet can't follow") if has_tensor else None
+        return handler(call)
 
 
-_ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
-                       nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardtanh, nn.PReLU, nn.RReLU)
+def _unknown(call: OpCall, why: str) -> Any:
+    """Protect what an unknown op touches, recording why."""
+    for label in tree_leaves(call.largs) + tree_leaves(call.lkwargs):
+        if isinstance(label, torch.Tensor):
+            call.ctx.protect(label.numpy(), call.node, why)
+    return call.unknown()
+
+
 _ACTIVATION_FUNCTIONS = {"relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
                          "silu", "mish", "hardswish", "hardtanh", "prelu"}
 
 
-def _is_activation(n: fx.Node, modules: dict[str, nn.Module]) -> bool:
+def _is_activation(n: fx.Node, ctx: _Context) -> bool:
     """Activation outputs are where apoz / mean_activation / taylor observe channels."""
     if n.op == "call_module":
-        return isinstance(modules.get(n.target), _ACTIVATION_MODULES)
+        module = ctx.modules[n.target]
+        rule = ctx.rules.find(module)
+        return rule is not None and rule.is_activation(module)
     name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
     return n.op in ("call_function", "call_method") and name in _ACTIVATION_FUNCTIONS
 
@@ -246,8 +294,39 @@ class ChannelGraph:
         self.output = output
         self.gm = ctx.gm
         self.points = ctx.points
+        self.rules = ctx.rules
+        self.protections = ctx.protections
         self.groups = self._build_groups()
         self.by_name = {g.name: g for g in self.groups}
+
+    def protect(self, atoms: np.ndarray, where: str, kind: str, why: str) -> None:
+        """Protect more atoms after the trace (e.g. `ignore`), and refresh the groups' flags."""
+        atoms = np.asarray(atoms, dtype=np.int64).ravel()
+        self.uf.protect(atoms)
+        self.protections.append(Protection(where, kind, why, atoms))
+        for group in self.groups:
+            group.protected = self.uf.protected[self.uf.roots(group.channels)].copy()
+
+    def protection_report(self) -> list[tuple[str, str, int, list[str]]]:
+        """(kind, why, protected channels, example places) per cause, most channels first. A
+        channel protected by several causes counts for each."""
+        in_groups = np.zeros(self.uf.size, dtype=bool)
+        for group in self.groups:
+            in_groups[group.channels[group.protected]] = True
+        counts: dict[tuple[str, str], set[int]] = {}
+        places: dict[tuple[str, str], list[str]] = {}
+        for p in self.protections:
+            roots = self.uf.roots(p.atoms)
+            roots = np.unique(roots[in_groups[roots]])
+            if roots.size == 0:
+                continue
+            key = (p.kind, p.why)
+            counts.setdefault(key, set()).update(roots.tolist())
+            if p.where not in places.setdefault(key, []):
+                places[key].append(p.where)
+        report = [(kind, why, len(roots), places[(kind, why)])
+                  for (kind, why), roots in counts.items()]
+        return sorted(report, key=lambda r: -r[2])
 
     def member_classes(self, member: Member) -> np.ndarray:
         """Class root of each index of a member."""
@@ -289,20 +368,21 @@ class ChannelGraph:
         return names
 
 
-def build_graph(model: nn.Module, example_inputs: Any,
-                leaf_modules: Iterable[Any] = ()) -> ChannelGraph:
+def build_graph(model: nn.Module, example_inputs: Any, leaf_modules: Iterable[Any] = (),
+                rules: RuleSet | Iterable[LayerRule] = ()) -> ChannelGraph:
     """Trace once and label every tensor; model left in its original train/eval state.
 
     The training-mode graph is used when it runs on the example inputs; otherwise (e.g. an
     auxiliary head that needs bigger inputs) the eval-mode graph, with a warning naming the
     modules it never calls."""
+    rules = rules if isinstance(rules, RuleSet) else RuleSet(rules)
     try:
-        return _label_graph(model, trace(model, leaf_modules, True), example_inputs)
+        return _label_graph(model, trace(model, leaf_modules, True, rules), example_inputs, rules)
     except LeannetError as err:
         first = err
         try:
-            gm = trace(model, leaf_modules, False)
-            graph = _label_graph(model, gm, example_inputs)
+            gm = trace(model, leaf_modules, False, rules)
+            graph = _label_graph(model, gm, example_inputs, rules)
         except LeannetError:
             raise first from None
     called = {n.target for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
@@ -318,9 +398,10 @@ def build_graph(model: nn.Module, example_inputs: Any,
     return graph
 
 
-def _label_graph(model: nn.Module, gm: fx.GraphModule, example_inputs: Any) -> ChannelGraph:
+def _label_graph(model: nn.Module, gm: fx.GraphModule, example_inputs: Any,
+                 rules: RuleSet) -> ChannelGraph:
     inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    ctx = _Context(gm)
+    ctx = _Context(gm, rules)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:

@@ -11,8 +11,9 @@ from leannet.io import record_plan
 from leannet.prune.cost import CostModel
 from leannet.prune.criteria import (DATA_CRITERIA, ActivationStats, calibrate, check_criterion,
                                     score_groups)
-from leannet.prune.graph import OUT_KINDS, ChannelGraph, ChannelGroup, build_graph
+from leannet.prune.graph import ChannelGraph, ChannelGroup, build_graph
 from leannet.prune.plan import PruningPlan, Target
+from leannet.prune.rules import LayerRule, RuleSet
 from leannet.prune.select import plan_groups, select
 from leannet.prune.verify import remove_channels
 
@@ -23,13 +24,16 @@ class Pruner:
     `ignore`: module names (or modules, or layer types) whose output channels are kept.
     `global_ranking`: rank channels across all groups (True) or prune each group by the same
     fraction (False). `task_weights`: per-task weights of a dict-output model's losses (taylor).
-    `leaf_modules`: block types or names not to trace into (their channels are protected).
+    `leaf_modules`: block types or names not to trace into (their channels are protected,
+    unless a rule knows the type). `rules`: extra LayerRules (instances or classes), which win
+    over the built-in ones for their layer types.
     """
 
     def __init__(self, model: nn.Module, example_inputs: Any, criterion: str | Callable = "l1",
                  ignore: Iterable[Any] = (), global_ranking: bool = True,
                  task_weights: dict[str, float] | None = None,
-                 leaf_modules: Iterable[Any] = (), seed: int = 0) -> None:
+                 leaf_modules: Iterable[Any] = (), seed: int = 0,
+                 rules: Iterable[LayerRule | type[LayerRule]] = ()) -> None:
         check_criterion(criterion)
         self.model = model
         self.example_inputs = example_inputs
@@ -39,6 +43,7 @@ class Pruner:
         self.task_weights = task_weights
         self.leaf_modules = list(leaf_modules)
         self.seed = seed
+        self.rules = RuleSet(rules)
         self._stats: ActivationStats | None = None
         self._graph: ChannelGraph | None = None
         self.graph  # trace now: errors surface at construction
@@ -48,7 +53,8 @@ class Pruner:
     def graph(self) -> ChannelGraph:
         """The channel graph of the model as it is now (re-traced after apply)."""
         if self._graph is None:
-            self._graph = build_graph(self.model, self.example_inputs, self.leaf_modules)
+            self._graph = build_graph(self.model, self.example_inputs, self.leaf_modules,
+                                      self.rules)
             self._protect_ignored(self._graph)
         return self._graph
 
@@ -84,11 +90,10 @@ class Pruner:
                 if name not in dict(self.model.named_modules()):
                     raise LeannetError(f"ignore: the model has no module {name!r}")
         for member in graph.members:
-            if member.kind in OUT_KINDS and any(member.module == n or member.module.startswith(
+            if member.role != "input" and any(member.module == n or member.module.startswith(
                     n + ".") or n == "" for n in names):
-                graph.uf.protect(member.atoms)
-        for group in graph.groups:
-            group.protected = graph.uf.protected[graph.uf.roots(group.channels)].copy()
+                graph.protect(member.atoms, f"module {member.module!r}", "ignore",
+                              "is listed in ignore=")
 
     def _check_task_weights(self) -> None:
         if self.task_weights is None:
@@ -151,10 +156,12 @@ class Pruner:
 
 
 def apply_plan(model: nn.Module, plan: PruningPlan | dict, example_inputs: Any,
-               verify: bool = False, leaf_modules: Iterable[Any] = ()) -> nn.Module:
-    """Replay a plan on a model (e.g. a fresh instance of the same architecture)."""
+               verify: bool = False, leaf_modules: Iterable[Any] = (),
+               rules: Iterable[LayerRule | type[LayerRule]] = ()) -> nn.Module:
+    """Replay a plan on a model (e.g. a fresh instance of the same architecture), with the
+    leaf modules and rules the plan was made with."""
     plan = PruningPlan.from_dict(plan)
-    graph = build_graph(model, example_inputs, leaf_modules)
+    graph = build_graph(model, example_inputs, leaf_modules, RuleSet(rules))
     remove_channels(model, graph, plan.removed_mask(graph), example_inputs, verify)
     record_plan(model, plan.to_dict())
     return model

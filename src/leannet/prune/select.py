@@ -9,7 +9,7 @@ import numpy as np
 
 from leannet.errors import UnreachableTarget
 from leannet.prune.cost import CostModel
-from leannet.prune.graph import OUT_KINDS, ChannelGraph, ChannelGroup
+from leannet.prune.graph import ChannelGraph, ChannelGroup
 from leannet.prune.plan import Target
 
 
@@ -52,7 +52,7 @@ def _override_for(group: ChannelGroup, overrides: dict[str, float]) -> float | N
         if group.name == key:
             return frac
         for m in group.members:
-            if m.kind in OUT_KINDS and (m.module == key or m.module.startswith(key + ".")):
+            if m.role != "input" and (m.module == key or m.module.startswith(key + ".")):
                 return frac
     return None
 

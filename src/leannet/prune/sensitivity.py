@@ -13,7 +13,8 @@ import numpy as np
 from torch import nn
 
 from leannet.errors import LeannetError
-from leannet.prune.surgery import cut, kept_indices, restore, snapshot
+from leannet.prune.pruner import Pruner
+from leannet.prune.surgery import zeroed
 
 DEFAULT_RATIOS = (0.25, 0.5, 0.75)
 
@@ -33,13 +34,8 @@ def _weakest_mask(graph: Any, group: Any, scores: np.ndarray, ratio: float) -> n
 def _evaluate_zeroed(model: nn.Module, graph: Any, removed: np.ndarray,
                      evaluate: Callable[[nn.Module], float]) -> float:
     """Evaluate with the marked channels zeroed, then restore every touched tensor."""
-    keep = kept_indices(graph, removed)
-    snap = snapshot(model, {key.split(":", 1)[0] for key in keep})
-    try:
-        cut(model, graph, keep, zero_only=True)
+    with zeroed(model, graph, removed):
         return float(evaluate(model))
-    finally:
-        restore(snap)
 
 
 def sensitivity_analysis(model: nn.Module, evaluate: Callable[[nn.Module], float],
@@ -52,8 +48,6 @@ def sensitivity_analysis(model: nn.Module, evaluate: Callable[[nn.Module], float
     Returns the `sensitivity.json` form: {"metric_name", "baseline", "ratios", "criterion",
     "groups": {group: [metric per ratio]}, "sizes": {group: channels}}.
     """
-    from leannet.prune import Pruner
-
     if not ratios or any(not 0 < r < 1 for r in ratios):
         raise LeannetError(f"sensitivity ratios must be fractions in (0, 1), got {list(ratios)}")
     pruner = Pruner(model, example_inputs, criterion=criterion)

@@ -1,8 +1,14 @@
-"""Physically remove channels: slice weights, biases, running statistics and fix each module's
-size attributes, so the model really is smaller and an optimizer can be rebuilt on it."""
+"""Physically remove channels: slice weights, biases, running statistics and let each layer's rule
+refresh its size attributes, so the model really is smaller and an optimizer can be rebuilt on it.
+
+`zeroed` is the other half of the same operation: the removed channels set to zero in fresh
+copies of the tensors, put back on exit. Verification (zeroed, then cut, compare) and sensitivity
+analysis (zeroed, evaluate) both use it.
+"""
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -10,44 +16,7 @@ from torch import nn
 
 from leannet.prune.graph import ChannelGraph, Member
 
-_ATTRS = ("in_channels", "out_channels", "groups", "in_features", "out_features",
-          "num_features", "num_channels", "num_groups", "num_parameters")
-# Per layer type: refresh size attributes from the (already sliced) tensors.
-FIXERS: dict[type, Callable[[nn.Module, set[str]], None]] = {}
-
-
-def _fix_conv(m: nn.Module, kinds: set[str]) -> None:
-    w = m.weight
-    if isinstance(m, nn.modules.conv._ConvTransposeNd):
-        m.in_channels, m.out_channels = w.shape[0], w.shape[1] * m.groups
-        return
-    if "conv_dw" in kinds:
-        m.groups = m.groups * w.shape[0] // m.out_channels
-    m.out_channels, m.in_channels = w.shape[0], w.shape[1] * m.groups
-
-
-def _fix_linear(m: nn.Module, kinds: set[str]) -> None:
-    m.out_features, m.in_features = m.weight.shape
-
-
-def _fix_norm(m: nn.Module, kinds: set[str]) -> None:
-    ref = m.weight if m.weight is not None else m.running_mean
-    m.num_features = ref.shape[0]
-
-
-def _fix_group_norm(m: nn.Module, kinds: set[str]) -> None:
-    per_group = m.num_channels // m.num_groups
-    m.num_channels = m.weight.shape[0]
-    m.num_groups = m.num_channels // per_group
-
-
-def _fix_prelu(m: nn.Module, kinds: set[str]) -> None:
-    m.num_parameters = m.weight.shape[0]
-
-
-FIXERS.update({nn.modules.conv._ConvNd: _fix_conv, nn.Linear: _fix_linear,
-               nn.modules.batchnorm._NormBase: _fix_norm, nn.GroupNorm: _fix_group_norm,
-               nn.PReLU: _fix_prelu})
+Snapshot = list[tuple[nn.Module, dict, dict, dict]]
 
 
 def kept_indices(graph: ChannelGraph, removed: np.ndarray) -> dict[str, np.ndarray]:
@@ -61,17 +30,23 @@ def kept_indices(graph: ChannelGraph, removed: np.ndarray) -> dict[str, np.ndarr
     return out
 
 
-def snapshot(model: nn.Module, names: set[str]) -> list[tuple[nn.Module, dict, dict, dict]]:
-    """Everything surgery may replace in these modules (original tensor objects are kept)."""
+def snapshot(model: nn.Module, graph: ChannelGraph, keys: Iterator[str] | set[str]) -> Snapshot:
+    """Everything surgery may replace in the modules of these member keys (tensor objects and the
+    size attributes their rules name)."""
+    by_key = {m.key: m for m in graph.members}
+    attributes: dict[str, set[str]] = {}
+    for key in keys:
+        member = by_key[key]
+        attributes.setdefault(member.module, set()).update(member.rule.attributes)
     snap = []
-    for name in sorted(names):
+    for name in sorted(attributes):
         m = model.get_submodule(name)
         snap.append((m, dict(m._parameters), dict(m._buffers),
-                     {a: getattr(m, a) for a in _ATTRS if hasattr(m, a)}))
+                     {a: getattr(m, a) for a in attributes[name] if hasattr(m, a)}))
     return snap
 
 
-def restore(snap: list[tuple[nn.Module, dict, dict, dict]]) -> None:
+def restore(snap: Snapshot) -> None:
     """Put back what `snapshot` saw."""
     for m, params, buffers, attrs in snap:
         m._parameters.update(params)
@@ -92,11 +67,11 @@ def cut(model: nn.Module, graph: ChannelGraph, keep: dict[str, np.ndarray],
         zero_only: bool = False) -> None:
     """Slice (or, with zero_only, zero in fresh copies) every member's removed indices."""
     by_key = {m.key: m for m in graph.members}
-    kinds: dict[str, set[str]] = {}
+    touched: dict[str, tuple[Member, set[str]]] = {}
     for key, kept in keep.items():
-        member: Member = by_key[key]
+        member = by_key[key]
         m = model.get_submodule(member.module)
-        kinds.setdefault(member.module, set()).add(member.kind)
+        touched.setdefault(member.module, (member, set()))[1].add(member.kind)
         for tensor_name, dim in member.slices:
             t = getattr(m, tensor_name, None)
             if not isinstance(t, torch.Tensor) or (zero_only and tensor_name.startswith("running")):
@@ -112,9 +87,32 @@ def cut(model: nn.Module, graph: ChannelGraph, keep: dict[str, np.ndarray],
                     new = t.detach().index_select(dim, index)  # a fresh copy already
             _replace(m, tensor_name, new)
     if not zero_only:
-        for name, module_kinds in kinds.items():
-            m = model.get_submodule(name)
-            for cls in type(m).__mro__:
-                if cls in FIXERS:
-                    FIXERS[cls](m, module_kinds)
-                    break
+        for name, (member, kinds) in touched.items():
+            member.rule.resize(model.get_submodule(name), kinds)
+
+
+def snapshot_for(model: nn.Module, graph: ChannelGraph, removed: np.ndarray) -> Snapshot:
+    """The snapshot of every module that removing these channels touches."""
+    return snapshot(model, graph, set(kept_indices(graph, removed)))
+
+
+@contextmanager
+def zeroed(model: nn.Module, graph: ChannelGraph, removed: np.ndarray) -> Iterator[Snapshot]:
+    """The model with the removed channels zeroed (producers' filters, biases, norm scale and
+    shift, consumers' input weights); every touched tensor is put back on exit. Yields the
+    snapshot of the original tensors."""
+    keep = kept_indices(graph, removed)
+    snap = snapshot(model, graph, set(keep))
+    try:
+        cut(model, graph, keep, zero_only=True)
+        yield snap
+    finally:
+        restore(snap)
+
+
+def remove(model: nn.Module, graph: ChannelGraph, removed: np.ndarray) -> Snapshot:
+    """Cut the removed channels for real; returns the snapshot that `restore` undoes it with."""
+    keep = kept_indices(graph, removed)
+    snap = snapshot(model, graph, set(keep))
+    cut(model, graph, keep)
+    return snap

@@ -8,21 +8,25 @@ from typing import Any, Iterable
 from torch import fx, nn
 
 from leannet.errors import LeannetError
-from leannet.prune.module_ops import find_module_handler
+from leannet.prune.rules import RuleSet, trace_hints
 
 
 class _Tracer(fx.Tracer):
-    """fx tracer that keeps user leaf modules (and remembers where it was when tracing failed)."""
+    """fx tracer that stops at user leaf modules, at layers whose rule asks for it and at a zoo's
+    untraceable modules (and remembers where it was when tracing failed)."""
 
-    def __init__(self, leaf_types: tuple, leaf_names: set[str]) -> None:
-        super().__init__()
-        self.leaf_types, self.leaf_names = leaf_types, leaf_names
+    def __init__(self, leaf_types: tuple, leaf_names: set[str], rules: RuleSet,
+                 hints: bool = False) -> None:
+        hint_types, functions = trace_hints() if hints else ((), ())
+        super().__init__(autowrap_functions=functions)
+        self.leaf_types, self.leaf_names = leaf_types + hint_types, leaf_names
+        self.rules = rules
         self.current: str | None = None
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if (self.leaf_types and isinstance(m, self.leaf_types)) or qualname in self.leaf_names:
             return True
-        if find_module_handler(m) is not None and type(m).__module__.startswith("torchvision"):
+        if self.rules.is_leaf(m):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -35,20 +39,30 @@ class _Tracer(fx.Tracer):
             raise
 
 
-def trace(model: nn.Module, leaf_modules: Iterable[Any] = (), training: bool = True
-          ) -> fx.GraphModule:
+def trace(model: nn.Module, leaf_modules: Iterable[Any] = (), training: bool = True,
+          rules: RuleSet | None = None) -> fx.GraphModule:
     """Symbolically trace `model` (by default in training mode, so training-only branches such as
-    auxiliary heads are seen and pruned consistently)."""
+    auxiliary heads are seen and pruned consistently). If that fails, trace again with the zoo
+    rules' hints (modules and functions their authors mark untraceable) as leaves: their channels
+    are protected, which is why they are only the fallback."""
     leaves = list(leaf_modules)
     types = tuple(t for t in leaves if isinstance(t, type))
     names = {t for t in leaves if isinstance(t, str)}
-    tracer = _Tracer(types, names)
+    rules = rules or RuleSet()
     modes = {m: m.training for m in model.modules()}
     model.train(training)
     try:
-        graph = tracer.trace(model)
-    except Exception as err:  # noqa: BLE001 - any tracing failure becomes one clear message
-        raise LeannetError(_trace_message(model, tracer, err)) from None
+        tracer = _Tracer(types, names, rules)
+        try:
+            graph = tracer.trace(model)
+        except Exception as err:  # noqa: BLE001 - any tracing failure becomes one clear message
+            first = _trace_message(model, tracer, err)
+            if not any(trace_hints()):
+                raise LeannetError(first) from None
+            try:
+                graph = _Tracer(types, names, rules, hints=True).trace(model)
+            except Exception:  # noqa: BLE001
+                raise LeannetError(first) from None
     finally:
         for m, mode in modes.items():
             m.training = mode

@@ -14,7 +14,7 @@ from torch import nn
 from leannet.errors import LeannetError
 from leannet.prune.graph import ChannelGraph
 from leannet.prune.labels import tree_leaves
-from leannet.prune.surgery import cut, kept_indices, restore, snapshot
+from leannet.prune.surgery import remove, restore, snapshot_for, zeroed
 
 TOLERANCE = 1e-4
 
@@ -42,31 +42,37 @@ def _as_tree(x: Any) -> Any:
     return dict(x) if isinstance(x, dict) else x
 
 
+def removal_error(model: nn.Module, graph: ChannelGraph, removed: np.ndarray,
+                  inputs: Any) -> float:
+    """Cut the channels and return how far the result is from the zeroed model (relative). The
+    model is left cut; a shape error counts as an infinite error."""
+    with zeroed(model, graph, removed):
+        reference = run_model(model, inputs)
+    remove(model, graph, removed)
+    try:
+        return relative_error(reference, run_model(model, inputs))
+    except Exception:  # noqa: BLE001 - a shape error is a failed verification
+        return float("inf")
+
+
 def remove_channels(model: nn.Module, graph: ChannelGraph, removed: np.ndarray,
-                    example_inputs: Any, verify: bool = True, group_names: list[str] | None = None
-                    ) -> None:
+                    example_inputs: Any, verify: bool = True) -> None:
     """Remove the channels whose class roots are marked in `removed`; with verify, prove the
     result equal to the zeroed model or restore the model and raise naming the group."""
-    keep = kept_indices(graph, removed)
-    if not keep:
+    if not removed.any():
         return
-    touched = {key.split(":", 1)[0] for key in keep}
-    snap = snapshot(model, touched)
     if not verify:
-        cut(model, graph, keep)
+        remove(model, graph, removed)
         return
     modes = {m: m.training for m in model.modules()}
     model.eval()
+    snap = snapshot_for(model, graph, removed)
     try:
         with torch.no_grad():
-            cut(model, graph, keep, zero_only=True)
-            zeroed = run_model(model, example_inputs)
-            restore(snap)
-            cut(model, graph, keep)
-            error = _pruned_error(model, example_inputs, zeroed)
+            error = removal_error(model, graph, removed, example_inputs)
         if error >= TOLERANCE:
             restore(snap)
-            culprit = _culprit(model, graph, removed, example_inputs, group_names or [])
+            culprit = _culprit(model, graph, removed, example_inputs)
             raise LeannetError(f"verification failed for channel group {culprit}: the pruned "
                                f"model differs from the zeroed one by {error:.2e} (relative, "
                                f"limit {TOLERANCE:g}); the model was left unchanged")
@@ -80,28 +86,17 @@ def remove_channels(model: nn.Module, graph: ChannelGraph, removed: np.ndarray,
             m.training = mode
 
 
-def _pruned_error(model: nn.Module, inputs: Any, zeroed: Any) -> float:
-    try:
-        return relative_error(zeroed, run_model(model, inputs))
-    except Exception:  # noqa: BLE001 - a shape error is a failed verification
-        return float("inf")
-
-
-def _culprit(model, graph, removed, inputs, group_names) -> str:
+def _culprit(model: nn.Module, graph: ChannelGraph, removed: np.ndarray, inputs: Any) -> str:
     """Check group by group (model restored after each) to name the one that breaks."""
     for group in graph.groups:
         mask = np.zeros_like(removed)
         mask[group.channels] = removed[group.channels]
         if not mask.any():
             continue
-        keep = kept_indices(graph, mask)
-        snap = snapshot(model, {k.split(":", 1)[0] for k in keep})
+        snap = snapshot_for(model, graph, mask)
         try:
-            cut(model, graph, keep, zero_only=True)
-            zeroed = run_model(model, inputs)
-            restore(snap)
-            cut(model, graph, keep)
-            bad = _pruned_error(model, inputs, zeroed) >= TOLERANCE
+            with torch.no_grad():
+                bad = removal_error(model, graph, mask, inputs) >= TOLERANCE
         finally:
             restore(snap)
         if bad:

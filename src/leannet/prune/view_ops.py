@@ -15,15 +15,17 @@ import torch
 from torch import fx
 
 from leannet.prune.labels import canon, compress, constant, tree_map
-from leannet.prune.tensor_ops import FUNCTIONS, METHODS, _dim_arg
+from leannet.prune.opcall import OpCall
+from leannet.prune.tensor_ops import dim_arg, op
 
 PERMUTING = ("permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "t",
              "squeeze", "unsqueeze", "expand", "expand_as", "flip", "repeat", "repeat_interleave",
              "view_as", "reshape_as")
 
 
-def _run_on_label(node, args, kwargs, full, module=None):
+def _run_on_label(call: OpCall, full: torch.Tensor, module: Any = None) -> Any:
     """Call the node's own op with the label in place of its tensor input."""
+    node, args, kwargs = call.node, call.args, call.kwargs
     if module is not None:
         return module(full)
     if node.op == "call_method":
@@ -38,12 +40,12 @@ def _finish(ctx, result):
                     result)
 
 
-def permuting(ctx, node, args, kwargs, largs, lkwargs, value, module=None):
+def permuting(call: OpCall, module: Any = None) -> Any:
     """Pure rearrangements whose meaning doesn't depend on channel counts."""
-    label = canon(ctx.uf, largs[0])
+    label = canon(call.ctx.uf, call.label)
     if label is None:
         return None
-    return _finish(ctx, _run_on_label(node, args, kwargs, label.expand(args[0].shape), module))
+    return _finish(call.ctx, _run_on_label(call, label.expand(call.x.shape), module))
 
 
 def _factor_groups(a: tuple, b: tuple) -> list[tuple[list[int], list[int]]]:
@@ -81,14 +83,15 @@ def _shape_spec(node: fx.Node, args, module=None) -> list[bool] | None:
     return [isinstance(r, fx.Node) or r == -1 for r in raw]
 
 
-def reshaping(ctx, node, args, kwargs, largs, lkwargs, value, module=None):
+def reshaping(call: OpCall, module: Any = None) -> Any:
     """view / reshape / flatten / unflatten: merges are free; splits need one dynamic factor."""
-    label = canon(ctx.uf, largs[0])
+    ctx, node, args, value = call.ctx, call.node, call.args, call.value
+    label = canon(ctx.uf, call.label)
     if label is None:
         return None
     x = args[0]
     full = label.expand(x.shape)
-    result = _run_on_label(node, args, kwargs, full, module).contiguous()
+    result = _run_on_label(call, full, module).contiguous()
     spec = _shape_spec(node, args, module)
     dynamic = _dynamic_dims(node, spec, tuple(x.shape), tuple(value.shape), args)
     for si, sj in _factor_groups(tuple(x.shape), tuple(value.shape)):
@@ -104,7 +107,7 @@ def reshaping(ctx, node, args, kwargs, largs, lkwargs, value, module=None):
                 rows = small.movedim(free[0], 0).reshape(small.shape[free[0]], -1)
                 ctx.uf.union_arrays(rows[:, :1].expand_as(rows).numpy(), rows.numpy())
                 continue
-        ctx.uf.protect(label.numpy())
+        ctx.protect(label.numpy(), node, "splits a channel dimension into fixed factors")
     return canon(ctx.uf, result)
 
 
@@ -119,8 +122,10 @@ def _dynamic_dims(node, spec, in_shape, out_shape, args) -> list[bool]:
     return spec if len(spec) == len(out_shape) else [False] * len(out_shape)
 
 
-def _index_dims(index: Any, ndim: int) -> list[tuple[int, bool]]:
-    """(input dim, whole?) for each dim an indexing expression consumes."""
+def _index_dims(index: Any, shape: tuple) -> list[tuple[int, bool]]:
+    """(input dim, whole?) for each dim an indexing expression consumes. A slice from the start
+    whose stop reaches the end is whole, and stays whole when the dimension shrinks."""
+    ndim = len(shape)
     items = list(index) if isinstance(index, tuple) else [index]
     consuming = sum(1 for it in items if it is not None and it is not Ellipsis)
     out, dim = [], 0
@@ -131,7 +136,9 @@ def _index_dims(index: Any, ndim: int) -> list[tuple[int, bool]]:
             dim += ndim - consuming
             continue
         if isinstance(it, slice):
-            whole = it.start in (None, 0) and it.stop is None and it.step in (None, 1)
+            whole = it.start in (None, 0) and it.step in (None, 1) and (
+                it.stop is None or (isinstance(it.stop, int) and dim < ndim
+                                    and it.stop >= shape[dim]))
             out.append((dim, whole))
         elif isinstance(it, torch.Tensor) and it.dtype == torch.bool:
             out.extend((dim + k, False) for k in range(it.dim()))
@@ -142,46 +149,49 @@ def _index_dims(index: Any, ndim: int) -> list[tuple[int, bool]]:
     return out
 
 
-def indexing(ctx, node, args, kwargs, largs, lkwargs, value):
+def indexing(call: OpCall) -> Any:
     """x[...]: slicing a channel dimension with fixed bounds protects it; tuples are indexed."""
+    ctx, args = call.ctx, call.args
     if not isinstance(args[0], torch.Tensor):
-        return operator.getitem(largs[0], args[1]) if largs[0] is not None else None
-    label = canon(ctx.uf, largs[0])
+        return operator.getitem(call.label, args[1]) if call.label is not None else None
+    label = canon(ctx.uf, call.label)
     if label is None:
         return None
-    for dim, whole in _index_dims(args[1], label.dim()):
+    for dim, whole in _index_dims(args[1], tuple(args[0].shape)):
         if dim < label.dim() and label.shape[dim] > 1 and not whole:
-            ctx.uf.protect(label.numpy())
-    return permuting(ctx, node, args, kwargs, [label] + list(largs[1:]), lkwargs, value)
+            ctx.protect(label.numpy(), call.node, "takes a fixed slice of a channel dimension")
+    return permuting(call.with_label(label))
 
 
-def narrowing(ctx, node, args, kwargs, largs, lkwargs, value):
+def narrowing(call: OpCall) -> Any:
     """narrow / select / index_select / roll / unbind / split / tensor_split: partial channel
     selections with fixed sizes protect the dimension; split by a computed size acts as chunk."""
-    label = canon(ctx.uf, largs[0])
+    ctx, node = call.ctx, call.node
+    label = canon(ctx.uf, call.label)
     if label is None:
         return None
     name = node.target if isinstance(node.target, str) else node.target.__name__
     default = 0 if name in ("unbind", "split", "tensor_split", "index_select", "narrow",
                             "select") else None
     position = {"split": 2, "tensor_split": 2, "roll": 2}.get(name, 1)
-    dim = _dim_arg(args, kwargs, position, default, "dims" if name == "roll" else "dim")
+    dim = dim_arg(call, position, default, "dims" if name == "roll" else "dim")
     dims = list(range(label.dim())) if dim is None else \
         [d % label.dim() for d in (dim if isinstance(dim, (tuple, list)) else [dim])]
     if name == "split" and len(node.args) > 1 and isinstance(node.args[1], fx.Node):
-        return chunking(ctx, node, args, kwargs, largs, lkwargs, value, dims[0])
+        return chunking(call, dims[0])
     if any(label.shape[d] > 1 for d in dims):
-        ctx.uf.protect(label.numpy())
-    return permuting(ctx, node, args, kwargs, [label] + list(largs[1:]), lkwargs, value)
+        ctx.protect(label.numpy(), node, "selects fixed positions of a channel dimension")
+    return permuting(call.with_label(label))
 
 
-def chunking(ctx, node, args, kwargs, largs, lkwargs, value, dim=None):
+def chunking(call: OpCall, dim: int | None = None) -> Any:
     """chunk: position i of every piece goes together, so the pieces stay equal."""
-    label = canon(ctx.uf, largs[0])
+    ctx, value = call.ctx, call.value
+    label = canon(ctx.uf, call.label)
     if label is None:
         return None
-    x = args[0]
-    dim = (_dim_arg(args, kwargs, 2, 0) if dim is None else dim) % x.dim()
+    x = call.x
+    dim = (dim_arg(call, 2, 0) if dim is None else dim) % x.dim()
     sizes = {piece.shape[dim] for piece in value}
     if label.shape[dim] > 1:
         if len(sizes) == 1 and x.shape[dim] % len(value) == 0:
@@ -190,17 +200,18 @@ def chunking(ctx, node, args, kwargs, largs, lkwargs, value, dim=None):
             pieces = full.reshape(len(value), x.shape[dim] // len(value), -1)
             ctx.uf.union_arrays(pieces[:1].expand_as(pieces).numpy(), pieces.numpy())
         else:
-            ctx.uf.protect(label.numpy())
-    return permuting(ctx, node, args, kwargs, [label] + list(largs[1:]), lkwargs, value)
+            ctx.protect(label.numpy(), call.node, "splits channels into unequal pieces")
+    return permuting(call.with_label(label))
 
 
-def concatenating(ctx, node, args, kwargs, largs, lkwargs, value):
+def concatenating(call: OpCall) -> Any:
     """cat / stack: channel concat keeps offsets; joining along another dim unions channels."""
+    ctx, node, value = call.ctx, call.node, call.value
     stack = (node.target is torch.stack)
-    tensors = args[0]
-    dim = _dim_arg(args, kwargs, 1, 0) % (value.dim())
+    tensors = call.x
+    dim = dim_arg(call, 1, 0) % (value.dim())
     labels = []
-    for t, l in zip(tensors, largs[0]):
+    for t, l in zip(tensors, call.label):
         l = canon(ctx.uf, l) if l is not None else constant(ctx.uf, t.dim(), ctx.const_owner(node))
         labels.append(l.unsqueeze(dim) if stack else l)
     shapes = [t.unsqueeze(dim).shape if stack else t.shape for t in tensors]
@@ -216,28 +227,19 @@ def concatenating(ctx, node, args, kwargs, largs, lkwargs, value):
             ctx.uf.union_arrays(joined[0].numpy(), o.numpy())
         return canon(ctx.uf, joined[0].contiguous())
     for l in labels:
-        ctx.uf.protect(l.numpy())
+        ctx.protect(l.numpy(), node, "joins tensors whose channels differ along two dims")
     return constant(ctx.uf, value.dim(), ctx.const_owner(node))
 
 
-def _register() -> None:
-    for name in PERMUTING + ("contiguous_view",):
-        METHODS[name] = permuting
-        if hasattr(torch, name):
-            FUNCTIONS[getattr(torch, name)] = permuting
-    for name in ("view", "reshape", "flatten", "unflatten"):
-        METHODS[name] = reshaping
-        if hasattr(torch, name):
-            FUNCTIONS[getattr(torch, name)] = reshaping
-    for name in ("narrow", "select", "index_select", "roll", "unbind", "split", "tensor_split"):
-        METHODS[name] = narrowing
-        FUNCTIONS[getattr(torch, name)] = narrowing
-    METHODS["chunk"] = chunking
-    FUNCTIONS[torch.chunk] = chunking
-    FUNCTIONS[operator.getitem] = indexing
-    METHODS["__getitem__"] = indexing
-    for fn in (torch.cat, torch.concat, torch.concatenate, torch.stack):
-        FUNCTIONS[fn] = concatenating
+def _torch_functions(names: tuple[str, ...]) -> tuple:
+    return tuple(getattr(torch, n) for n in names if hasattr(torch, n))
 
 
-_register()
+RESHAPING = ("view", "reshape", "flatten", "unflatten")
+NARROWING = ("narrow", "select", "index_select", "roll", "unbind", "split", "tensor_split")
+op(_torch_functions(PERMUTING), PERMUTING)(permuting)
+op(_torch_functions(RESHAPING), RESHAPING)(reshaping)
+op(_torch_functions(NARROWING), NARROWING)(narrowing)
+op((torch.chunk,), ("chunk",))(chunking)
+op((operator.getitem,), ("__getitem__",))(indexing)
+op((torch.cat, torch.concat, torch.concatenate, torch.stack))(concatenating)
