@@ -1,0 +1,188 @@
+"""Deployment benchmark: baseline / pruned to 50% MACs / int8 / pruned + int8, in every runtime
+that works here (torch eager, ONNX Runtime, ExecuTorch XNNPACK), one thread, batch 1.
+
+Two kinds of case:
+- `digits`: the demo-sized MobileNetV2 (width 0.5, small input, 16 px) trained on scikit-learn's
+  bundled digits (real data), pruned by leannet to 50% MACs with channel counts rounded to 8
+  (taylor, fine-tuned, 1-point guard); accuracy of every deployed file on the validation split.
+- `mobilenet_v2_224`, `resnet18_224` (random weights, latency only): pruned by leannet (l1) to
+  50% MACs with widths rounded to 16, and with irregular widths (round_to 1) to show alignment;
+  int8 calibrated on real CIFAR-10 images resized to 224 when ../shared/data/cifar10 exists.
+
+Every latency is `leannet.measure.time_latency` (median, IQR, min-max); ratios compare rows of
+one run. Results are written to JSON after every row; run one case per call to stay short:
+
+    nice -n 10 python benchmarks/deploy.py --case digits --out benchmarks/results/deploy_digits.json
+    nice -n 10 python benchmarks/deploy.py --case mobilenet_v2_224 \
+        --out benchmarks/results/deploy_mobilenet_v2_224.json
+    nice -n 10 python benchmarks/deploy.py --case resnet18_224 \
+        --out benchmarks/results/deploy_resnet18_224.json
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torchvision
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from leannet.deploy.job import DeployJob, run_deploy_job, speedups
+from leannet.deploy.matrix import deploy_matrix
+from leannet.io import atomic_write_json
+from leannet.measure import count_macs, count_params
+from leannet.models import create_model
+from leannet.prune import Pruner, Target
+
+console = Console(width=160)
+RUNTIMES = ("torch", "onnxruntime", "executorch")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _prune(model: nn.Module, example: torch.Tensor, round_to: int) -> nn.Module:
+    pruned = copy.deepcopy(model)
+    pruner = Pruner(pruned, example, criterion="l1")
+    pruner.apply(pruner.plan(Target(macs=0.5, round_to=round_to)), verify=False)
+    return pruned.eval()
+
+
+def _calibration(size: int) -> tuple[list[torch.Tensor], str]:
+    """Real images for int8 ranges: CIFAR-10 train resized to `size`, else random (stated)."""
+    files = sorted((SHARED / "cifar10" / "train").glob("*/*.jpg"))[::500][:64]
+    if files:
+        from PIL import Image
+
+        images = torch.stack([torchvision.transforms.functional.to_tensor(
+            Image.open(f).convert("RGB").resize((size, size), Image.BILINEAR)) for f in files])
+        images = (images - images.mean((0, 2, 3), keepdim=True)) / images.std((0, 2, 3),
+                                                                             keepdim=True)
+        return list(images.split(16)), f"{len(files)} cifar10 train images resized to {size}"
+    return [torch.randn(16, 3, size, size) for _ in range(4)], "random (cifar10 absent)"
+
+
+def latency_case(name: str, build: Callable[[], nn.Module], size: int, args, rows: list) -> None:
+    """Baseline and pruned variants of a random-weight model at `size` px, every runtime."""
+    torch.manual_seed(0)
+    base = build().eval()
+    example = torch.randn(1, 3, size, size)
+    calibration, calibrated_on = _calibration(size)
+    variants = {"baseline": base, "pruned 50% MACs, round 16": _prune(base, example, 16)}
+    if name.startswith("mobilenet"):
+        variants["pruned 50% MACs, irregular"] = _prune(base, example, 1)
+    for variant, model in variants.items():
+        started = time.perf_counter()
+        results = deploy_matrix(model, example, RUNTIMES, ("fp32", "int8"), threads=args.threads,
+                                runs=args.runs, calibration=calibration,
+                                on_stage=lambda s: console.print(f"{name} {variant}: {s}"))
+        rows.append({"case": name, "variant": variant, "params": count_params(model),
+                     "macs": count_macs(model, example), "calibration": calibrated_on,
+                     "threads": args.threads, "runtimes": _slim(results),
+                     "speedups": speedups(results),
+                     "seconds": round(time.perf_counter() - started, 1)})
+        atomic_write_json(args.out, rows)
+
+
+def digits_case(args, rows: list) -> None:
+    """Train the demo model, prune it with rounding to 8, deploy both with accuracy."""
+    from leannet.demo import DemoConfig, train_stage
+    from leannet.io import save
+    from leannet.pipeline import PruneJob, run_prune_job
+
+    work = Path(tempfile.mkdtemp(prefix="leannet-deploy-bench-"))
+    config = DemoConfig()
+    model, _, stage = train_stage(work, config, progress=False)
+    save(model, work / "model")
+    job = PruneJob(work / "model", "digits", work / "pruned", criterion="taylor",
+                   target={"macs": 0.5}, max_drop=0.01, steps=2, finetune_epochs=3, lr=0.001,
+                   optimizer="adamw", round_to=8, seed=0)
+    pruned = run_prune_job(job)
+    console.print(f"pruned: {pruned['final']['macs'] / pruned['baseline']['macs']:.1%} of MACs, "
+                  f"accuracy {pruned['baseline']['metric']:.4f} -> {pruned['final']['metric']:.4f}")
+    for variant, folder in (("baseline", work / "model"),
+                            ("pruned 50% MACs, round 8", Path(pruned["model"]))):
+        started = time.perf_counter()
+        result = run_deploy_job(DeployJob(folder, work / f"deploy-{len(rows)}", "digits",
+                                          threads=args.threads, runs=args.runs),
+                                on_stage=lambda s: console.print(f"digits {variant}: {s}"))
+        rows.append({"case": "digits", "variant": variant, "params": result["params"],
+                     "macs": result["macs"], "calibration": "digits train, 8 batches of 64",
+                     "threads": args.threads, "fp32_metrics": result["fp32_metrics"],
+                     "int8_reference_metrics": result.get("int8_reference_metrics"),
+                     "runtimes": _slim(result["runtimes"]), "speedups": result["speedups"],
+                     "seconds": round(time.perf_counter() - started, 1)})
+        atomic_write_json(args.out, rows)
+
+
+def _slim(results: list[dict]) -> list[dict]:
+    """What the table needs from each deployed row."""
+    keep = ("runtime", "precision", "latency", "size_bytes", "parity", "agreement", "metrics",
+            "skipped")
+    return [{k: r[k] for k in keep if k in r} for r in results]
+
+
+def print_table(rows: list[dict]) -> None:
+    table = Table(title="deploy benchmark: median ms (IQR), 1 thread, batch 1")
+    for column in ("case", "variant", "MACs", "runtime", "fp32 ms", "int8 ms", "int8/fp32 x",
+                   "vs baseline fp32 x", "accuracy fp32 / int8"):
+        table.add_column(column)
+    baseline = {(r["case"], x["runtime"]): x["latency"]["median_ms"] for r in rows
+                if r["variant"] == "baseline" for x in r["runtimes"]
+                if x.get("precision") == "fp32" and "latency" in x}
+    for row in rows:
+        by = {(x["runtime"], x["precision"]): x for x in row["runtimes"]}
+        for runtime in RUNTIMES:
+            fp32, int8 = by.get((runtime, "fp32"), {}), by.get((runtime, "int8"), {})
+            cell = lambda x: (f"{x['latency']['median_ms']:.3g} ({x['latency']['q1_ms']:.3g}-"
+                              f"{x['latency']['q3_ms']:.3g})" if "latency" in x else "-")
+            best = int8 if "latency" in int8 else fp32
+            ref = baseline.get((row["case"], runtime))
+            acc = lambda x: (f"{next(iter(x['metrics'].values())):.4f}" if x.get("metrics")
+                             else "-")
+            table.add_row(row["case"], row["variant"], f"{row['macs'] / 1e6:.1f}M", runtime,
+                          cell(fp32), cell(int8),
+                          (f"{fp32['latency']['median_ms'] / int8['latency']['median_ms']:.2f}"
+                           if "latency" in fp32 and "latency" in int8 else "-"),
+                          (f"{ref / best['latency']['median_ms']:.2f}"
+                           if ref and "latency" in best else "-"),
+                          f"{acc(fp32)} / {acc(int8)}")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", required=True,
+                        choices=["digits", "mobilenet_v2_224", "mobilenet_v2_small", "resnet18_224"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--print-only", action="store_true", help="Table from an existing --out.")
+    args = parser.parse_args()
+    if args.print_only:
+        import json
+
+        print_table(json.loads(args.out.read_text()))
+        return
+    rows: list[dict[str, Any]] = []
+    if args.case == "digits":
+        digits_case(args, rows)
+    elif args.case == "mobilenet_v2_224":
+        latency_case(args.case, lambda: create_model("mobilenet_v2", num_classes=1000), 224,
+                     args, rows)
+    elif args.case == "mobilenet_v2_small":
+        latency_case(args.case, lambda: create_model(
+            "mobilenet_v2", num_classes=10, small_input=True, width_mult=0.5, image_size=64),
+            64, args, rows)
+    else:
+        latency_case(args.case, lambda: torchvision.models.resnet18(num_classes=1000), 224,
+                     args, rows)
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
