@@ -38,7 +38,7 @@ def test_class_folders_split_80_20_with_labels(tmp_path):
     source = get_source(f"imagefolder:{root}")
     assert source.class_names == ["cat", "dog", "fox"]
     assert (len(source.train), len(source.val), source.num_classes) == (12, 3, 3)
-    assert source.in_channels == 3 and source.image_size == 12
+    assert source.in_channels == 3 and source.image_size == folders.DEFAULT_SIZE  # not the first image's
     for images, labels in ((source.train.images, source.train.labels),
                            (source.val.images, source.val.labels)):
         assert torch.equal(images[:, 0, 0, 0] // 40, labels)  # pixels carry the class

@@ -10,8 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-DEFAULT_LR = {"sgd": 0.05, "adamw": 0.003}
-DEFAULT_WD = {"sgd": 5e-4, "adamw": 0.05}
 
 
 def register(app: typer.Typer) -> None:
@@ -26,11 +24,13 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(64, "--batch-size", "-b", help="Batch size."),
         lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate "
                                            "[default: 0.05 for sgd, 0.003 for adamw]."),
-        optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (Nesterov) or adamw."),
+        optimizer: Optional[str] = typer.Option(
+            None, "--optimizer", help="sgd (Nesterov) or adamw [default: sgd; adamw to detect]."),
         weight_decay: Optional[float] = typer.Option(
             None, "--weight-decay", help="Weight decay [default: 5e-4 for sgd, 0.05 for adamw]."),
         warmup_epochs: Optional[float] = typer.Option(
-            None, "--warmup-epochs", help="Linear warm-up [default: min(1, epochs/5)]."),
+            None, "--warmup-epochs", help="Linear warm-up [default: min(1, epochs/5); "
+            "min(3, epochs/5) to detect]."),
         label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="0 to <1."),
         width_mult: Optional[float] = typer.Option(None, "--width-mult", help="Width multiplier."),
         image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize images to N px."),
@@ -52,12 +52,8 @@ def register(app: typer.Typer) -> None:
         from leannet.train.run import TrainJob, run_train
 
         job = TrainJob(model=model, data=data, data_root=data_root, epochs=epochs,
-                       batch_size=batch_size, optimizer=optimizer,
-                       lr=lr if lr is not None else DEFAULT_LR.get(optimizer, 0.05),
-                       weight_decay=(weight_decay if weight_decay is not None
-                                     else DEFAULT_WD.get(optimizer, 5e-4)),
-                       warmup_epochs=(warmup_epochs if warmup_epochs is not None
-                                      else min(1.0, epochs / 5)),
+                       batch_size=batch_size, optimizer=optimizer, lr=lr,
+                       weight_decay=weight_decay, warmup_epochs=warmup_epochs,
                        label_smoothing=label_smoothing, width_mult=width_mult,
                        image_size=image_size, seed=seed, out=out, force=force, task=task,
                        head=head, sharing=sharing, penalty=penalty, strength=strength,

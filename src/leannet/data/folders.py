@@ -5,16 +5,30 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
-from leannet.data.cache import cache_key, cached_tensors
+from rich.console import Console
+from rich.progress import track
+
+from leannet.data.cache import cache_dir, cache_key, cached_tensors
 from leannet.data.registry import DataSource, register_source
 from leannet.data.tensors import classification_source
+from leannet.data.transforms import resize_uint8
 from leannet.errors import LeannetError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+DEFAULT_SIZE = 224  # when neither --image-size nor a model says: what zoo models expect
+MAX_PIXELS = 64_000_000  # larger images are refused as decompression bombs
+MEMORY_LIMIT_ENV = "LEANNET_DECODE_LIMIT_GB"  # the most decoded images may take, in GB
+DEFAULT_LIMIT_GB = 8.0
+ANNOUNCE_BYTES = 1 << 30  # say how large the decoded set is before building one over 1 GB
 TRAIN_NAMES = ("train",)
 VAL_NAMES = ("val", "valid", "validation", "test")
 
@@ -25,9 +39,22 @@ def class_files(folder: Path) -> dict[str, list[Path]]:
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f for f in sub.iterdir()
                        if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+        for f in files:
+            _check_regular(f)
         if files:
             classes[sub.name] = files
     return classes
+
+
+def _check_regular(path: Path) -> None:
+    """An image must be a regular file: a FIFO would block forever, a dangling link can't open."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise LeannetError(f"{path} is a broken link or cannot be read") from None
+    if not stat.S_ISREG(mode):
+        raise LeannetError(f"{path} is not a regular file (a FIFO, device or folder); expected an "
+                           "image file")
 
 
 def split_folders(root: Path) -> tuple[Path, Path] | None:
@@ -37,14 +64,30 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
     return (train, val) if train and val else None
 
 
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+                 Image.DecompressionBombWarning)
+
+
+def _open(path: Path) -> Image.Image:
+    """Open an image, refusing decompression bombs (a few KB that decode to gigapixels)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = Image.open(path)
+        if image.width * image.height > MAX_PIXELS:
+            image.close()
+            raise ValueError(f"{image.width}x{image.height} pixels is more than the "
+                             f"{MAX_PIXELS:,} leannet accepts (a decompression bomb?)")
+        image.load()
+    return image
+
+
 def _read_mode(first: Path) -> str:
     """RGB unless the first image is greyscale, in which case every image is read as grey ("L")."""
-    from PIL import Image
-
     try:
-        with Image.open(first) as image:
-            return "L" if image.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-    except (OSError, ValueError) as err:
+        with _open(first) as image:
+            return "L" if image.mode in GREY_MODES else "RGB"
+    except DECODE_ERRORS as err:
         raise LeannetError(f"cannot decode image {first}: {_reason(err)}") from None
 
 
@@ -54,14 +97,21 @@ def _reason(err: Exception) -> str:
 
 
 def _decode(path: Path, mode: str) -> torch.Tensor:
-    """Decode one image file to uint8 (C, H, W); a corrupt file is a one-line error naming it."""
-    import numpy as np
-    from PIL import Image
+    """Decode one image file to uint8 (C, H, W); a corrupt file is a one-line error naming it.
 
+    16-bit and float greyscale are scaled to 0-255 (PIL's own conversion clips them to white);
+    CMYK, palette and alpha images are converted by PIL.
+    """
     try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert(mode), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as err:
+        with _open(path) as image:
+            if image.mode.startswith("I") or image.mode == "F":
+                wide = np.asarray(image, dtype=np.float64)
+                top = 65535.0 if image.mode.startswith("I;16") or wide.max() > 255 else 255.0
+                grey = np.clip(wide / top * 255.0, 0, 255).round().astype(np.uint8)
+                array = grey if mode == "L" else np.repeat(grey[..., None], 3, axis=2)
+            else:
+                array = np.asarray(image.convert(mode), dtype=np.uint8)
+    except DECODE_ERRORS as err:
         raise LeannetError(f"cannot decode image {path}: {_reason(err)}") from None
     tensor = torch.from_numpy(array.copy())
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
@@ -69,10 +119,6 @@ def _decode(path: Path, mode: str) -> torch.Tensor:
 
 def decode_all(files: list[Path], size: int, mode: str, label: str = "decoding") -> torch.Tensor:
     """Decode and resize `files` to uint8 (N, C, size, size), with a progress bar for many files."""
-    from rich.console import Console
-    from rich.progress import track
-    from leannet.data.transforms import resize_uint8
-
     console = Console(stderr=True)
     show = len(files) > 2000 and console.is_terminal
     iterator = track(files, description=label, transient=True, console=console) if show else files
@@ -110,9 +156,12 @@ def _decode_splits(name: str, train_dir: Path, val_dir: Path | None, size: int |
         raise LeannetError(f"{train_dir} holds no class subfolders with images "
                            f"({', '.join(sorted(IMAGE_SUFFIXES))})")
     names = list(classes)
+    if len(names) < 2:
+        raise LeannetError(f"{train_dir} holds one class ({names[0]}); a classifier needs at least "
+                           "two class subfolders")
     first = classes[names[0]][0]
     mode = _read_mode(first)
-    size = int(size or max(_decode(first, mode).shape[-2:]))
+    size = int(size or DEFAULT_SIZE)
     files, labels = _flatten(classes, names)
     if val_dir is not None:
         val_classes = class_files(val_dir)
@@ -124,11 +173,25 @@ def _decode_splits(name: str, train_dir: Path, val_dir: Path | None, size: int |
         val_files, val_labels = _flatten(val_classes, names)
     else:
         files, labels, val_files, val_labels = _stratified_split(files, labels)
+    _check_memory(name, len(files) + len(val_files), 1 if mode == "L" else 3, size)
     tensors = {"train_images": decode_all(files, size, mode, f"decoding {name} train"),
                "train_labels": labels,
                "val_images": decode_all(val_files, size, mode, f"decoding {name} val"),
                "val_labels": val_labels}
     return tensors, names
+
+
+def _check_memory(name: str, count: int, channels: int, size: int) -> None:
+    """Refuse a decoded set larger than the limit, and say how large a big one will be."""
+    needed = count * channels * size * size
+    limit = float(os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_LIMIT_GB))
+    if needed > limit * 1e9:
+        raise LeannetError(f"{name}: {count:,} images at {size}x{size} need {needed / 1e9:.1f} GB "
+                           f"decoded, over the {limit:g} GB limit; pass a smaller --image-size or "
+                           f"raise {MEMORY_LIMIT_ENV}")
+    if needed > ANNOUNCE_BYTES:
+        print(f"decoding {count:,} images at {size}x{size}: {needed / 1e9:.1f} GB in memory, "
+              f"cached under {cache_dir() / 'data'}", file=sys.stderr)
 
 
 def _stratified_split(files: list[Path], labels: torch.Tensor):

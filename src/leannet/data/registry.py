@@ -86,7 +86,9 @@ def get_source(name: str, root: str | Path | None = None, **options: Any) -> Dat
     sources = list_sources()
     arg = None
     key = name
-    if name not in sources and ":" in name:
+    if name not in sources and name.lower().endswith((".yaml", ".yml")) and "yolo:" in sources:
+        key, arg = "yolo:", name  # a data.yaml path, as other YOLO tools take it
+    elif name not in sources and ":" in name:
         key, arg = name.split(":", 1)
         key += ":"
     if key not in sources:
