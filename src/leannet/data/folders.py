@@ -135,7 +135,7 @@ def _fingerprint(folders: list[Path]) -> list:
     for folder in folders:
         for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
             with os.scandir(sub) as entries:
-                times = [e.stat().st_mtime_ns for e in entries]
+                times = [e.stat(follow_symlinks=False).st_mtime_ns for e in entries]
             marks.append([str(sub.resolve()), len(times), max(times + [sub.stat().st_mtime_ns])])
     return marks
 
