@@ -41,7 +41,8 @@ def prune_check(model, x, target=None, **options):
     _same_shapes(out_before, out_after)
     assert sum(p.numel() for p in model.parameters()) < before
     replay = PruningPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
-    apply_plan(fresh, replay, x)
+    apply_plan(fresh, replay, x, leaf_modules=options.get("leaf_modules", ()),
+               rules=options.get("rules", ()))
     fresh.load_state_dict(model.state_dict())
     fresh.eval()
     with torch.no_grad():

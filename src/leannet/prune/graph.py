@@ -73,6 +73,7 @@ class Protection:
     kind: str        # what to aggregate by: a layer type or an op name
     why: str
     atoms: np.ndarray
+    block: type | None = None  # for an op: the type of the module that called it
 
 @dataclass
 class ChannelGroup:
@@ -137,8 +138,8 @@ class _Context:
         """Protect atoms, remembering which node did it and why (for UnreachableTarget)."""
         atoms = np.asarray(atoms, dtype=np.int64).ravel()
         self.uf.protect(atoms)
-        where, kind = describe(node, self.modules) if node is not None else ("", "")
-        self.protections.append(Protection(where, kind, why, atoms))
+        where, kind, block = describe(node, self.modules) if node is not None else ("", "", None)
+        self.protections.append(Protection(where, kind, why, atoms, block))
 
     def add_member(self, rule: LayerRule, module: str, kind: str, atoms: np.ndarray,
                    param: str | None = None, dim: int = 0, feature: tuple | None = None) -> None:
@@ -178,14 +179,14 @@ class _Context:
         return label
 
 
-def describe(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[str, str]:
-    """(where, kind) of a node for messages: the module and its type, or the op and the module
-    it was called from."""
+def describe(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[str, str, type | None]:
+    """(where, kind, block type) of a node for messages: the module and its type, or the op and
+    the module it was called from."""
     if node.op == "call_module":
-        kind = type(modules[node.target]).__name__
-        return f"module {node.target!r} ({kind})", kind
+        module = type(modules[node.target])
+        return f"module {node.target!r} ({module.__name__})", module.__name__, None
     if node.op == "output":
-        return "the model's outputs", "output"
+        return "the model's outputs", "output", None
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__",
                                                                     str(node.target))
     stack = list(node.meta.get("nn_module_stack", {}).values())
@@ -194,8 +195,8 @@ def describe(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[str, str]:
         path, cls = stack[-1] if isinstance(stack[-1], tuple) else (stack[-1], None)
         cls_name = getattr(cls, "__name__", str(cls).rsplit(".", 1)[-1].strip("'>"))
         inside = f" inside {path!r} ({cls_name})"
-        return f"op {name}{inside}", f"{name} in {cls_name}"
-    return f"op {name} (node {node.name})", str(name)
+        return f"op {name}{inside}", f"{name} in {cls_name}", cls if isinstance(cls, type) else None
+    return f"op {name} (node {node.name})", str(name), None
 
 
 def fresh_param(ctx: _Context, target: str, value: torch.Tensor, dim: int):
@@ -223,7 +224,7 @@ class _Labeller(fx.Interpreter):
         if n.op == "output":
             for label in tree_leaves(fx.node.map_arg(n.args, lambda a: self.labels[a])):
                 if isinstance(label, torch.Tensor):
-                    self.ctx.protect(label.numpy(), n, "reaches a model output")
+                    self.ctx.protect(label.numpy(), n, "keep every channel")
             return super().run_node(n)
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         value = super().run_node(n)
@@ -307,24 +308,26 @@ class ChannelGraph:
         for group in self.groups:
             group.protected = self.uf.protected[self.uf.roots(group.channels)].copy()
 
-    def protection_report(self) -> list[tuple[str, str, int, list[str]]]:
-        """(kind, why, protected channels, example places) per cause, most channels first. A
-        channel protected by several causes counts for each."""
+    def protection_report(self) -> list[tuple[str, str, int, list[str], type | None]]:
+        """(kind, why, protected channels, example places, block type) per cause, most channels
+        first. A channel protected by several causes counts for each."""
         in_groups = np.zeros(self.uf.size, dtype=bool)
         for group in self.groups:
             in_groups[group.channels[group.protected]] = True
         counts: dict[tuple[str, str], set[int]] = {}
         places: dict[tuple[str, str], list[str]] = {}
+        blocks: dict[tuple[str, str], type | None] = {}
         for p in self.protections:
             roots = self.uf.roots(p.atoms)
             roots = np.unique(roots[in_groups[roots]])
             if roots.size == 0:
                 continue
             key = (p.kind, p.why)
+            blocks[key] = p.block
             counts.setdefault(key, set()).update(roots.tolist())
             if p.where not in places.setdefault(key, []):
                 places[key].append(p.where)
-        report = [(kind, why, len(roots), places[(kind, why)])
+        report = [(kind, why, len(roots), places[(kind, why)], blocks[(kind, why)])
                   for (kind, why), roots in counts.items()]
         return sorted(report, key=lambda r: -r[2])
 

@@ -9,8 +9,7 @@ from torch import nn
 from leannet.errors import LeannetError
 from leannet.io import record_plan
 from leannet.prune.cost import CostModel
-from leannet.prune.criteria import (DATA_CRITERIA, ActivationStats, calibrate, check_criterion,
-                                    score_groups)
+from leannet.prune.criteria import ActivationStats, Criterion, calibrate, get_criterion
 from leannet.prune.graph import ChannelGraph, ChannelGroup, build_graph
 from leannet.prune.plan import PruningPlan, Target
 from leannet.prune.rules import LayerRule, RuleSet
@@ -29,12 +28,13 @@ class Pruner:
     over the built-in ones for their layer types.
     """
 
-    def __init__(self, model: nn.Module, example_inputs: Any, criterion: str | Callable = "l1",
+    def __init__(self, model: nn.Module, example_inputs: Any,
+                 criterion: str | Criterion | Callable = "l1",
                  ignore: Iterable[Any] = (), global_ranking: bool = True,
                  task_weights: dict[str, float] | None = None,
                  leaf_modules: Iterable[Any] = (), seed: int = 0,
                  rules: Iterable[LayerRule | type[LayerRule]] = ()) -> None:
-        check_criterion(criterion)
+        self._criterion = get_criterion(criterion)
         self.model = model
         self.example_inputs = example_inputs
         self.criterion = criterion
@@ -111,15 +111,15 @@ class Pruner:
     def calibrate(self, loader: Iterable[Any], loss_fn: Callable | None = None,
                   max_batches: int | None = None) -> "Pruner":
         """Gather activation statistics over a whole loader (only data criteria need it)."""
-        if callable(self.criterion) or self.criterion not in DATA_CRITERIA:
+        if not self._criterion.needs_data:
             return self
-        self._stats = calibrate(self.model, self.graph, loader, self.criterion, loss_fn,
+        self._stats = calibrate(self.model, self.graph, loader, self._criterion, loss_fn,
                                 max_batches, self.task_weights)
         return self
 
     def scores(self) -> dict[str, np.ndarray]:
         """Normalised importance of every channel, per group name."""
-        return score_groups(self.model, self.graph, self.criterion, self._stats, self.seed)
+        return self._criterion.scores(self.model, self.graph, self._stats, self.seed)
 
     def plan(self, target: Target) -> PruningPlan:
         """Which channels go to reach `target`; the model is not touched."""
@@ -134,8 +134,7 @@ class Pruner:
         cost = CostModel(self.model, graph)
         kept = select(graph, scores, target, cost, self.global_ranking)
         groups = plan_groups(graph, scores, target, kept)
-        plan = PruningPlan(groups, {"criterion": getattr(self.criterion, "__name__",
-                                                         self.criterion),
+        plan = PruningPlan(groups, {"criterion": self._criterion.name or repr(self._criterion),
                                     "target": {kind: fraction}})
         cost.reset()
         cost.remove(np.nonzero(plan.removed_mask(graph))[0])

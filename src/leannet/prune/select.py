@@ -104,10 +104,45 @@ def _meets(choices, kept, kind, fraction, cost) -> tuple[bool, float]:
     return value <= fraction + 1e-9, value
 
 
-def _unreachable(kind: str, fraction: float, best: float) -> UnreachableTarget:
+# What would free channels protected for each reason (keyed by the start of the reason).
+FREEING = {
+    "has no layer rule": "add a LayerRule for it (Pruner(..., rules=[...])), or "
+                         "leaf_modules=[{kind}] if it subclasses a layer leannet knows",
+    "is an op leannet can't follow": "a LayerRule for the block that calls it (rules=[...], "
+                                     "with leaf=True) can say how channels pass",
+    "mixes channels in its statistics": "exactness keeps them: removing one changes the others",
+    "keep every channel": "class logits and heads are never pruned",
+    "is listed in ignore=": "drop it from ignore=",
+}
+
+
+def explain_protection(graph: ChannelGraph, top: int = 3) -> str:
+    """The causes that protect the most channels, each with the option that would free them."""
+    report = graph.protection_report()
+    if not report:
+        return ""
+    parts = []
+    for kind, why, count, places, block in report[:top]:
+        example = places[0] + (f" and {len(places) - 1} more" if len(places) > 1 else "")
+        hint = next((h for k, h in FREEING.items() if why.startswith(k)), "")
+        base = next((c for c in block.__mro__[1:] if graph.rules.find_type(c) is not None),
+                    None) if block is not None else None
+        if base is not None:  # a subclass of a known layer, traced into: make it a leaf
+            hint = (f"leaf_modules=[{block.__name__}] would use the rule of {base.__name__}, "
+                    "which it subclasses, if its forward keeps that meaning; or a LayerRule "
+                    "for it")
+        parts.append(f"{count} channels: {example} {why}" +
+                     (f" ({hint.format(kind=kind.split(' in ')[-1])})" if hint else ""))
+    return "; most protected channels: " + "; ".join(parts)
+
+
+def _unreachable(kind: str, fraction: float, best: float,
+                 graph: ChannelGraph | None = None) -> UnreachableTarget:
     return UnreachableTarget(f"target {kind}={fraction:g} is not reachable: with these floors, "
-                        f"protected channels and rounding the smallest model keeps {best:.3f} of "
-                        f"the {kind}; ask for at least {math.ceil(best * 1000) / 1000:g}")
+                             f"protected channels and rounding the smallest model keeps "
+                             f"{best:.3f} of the {kind}; ask for at least "
+                             f"{math.ceil(best * 1000) / 1000:g}"
+                             + (explain_protection(graph) if graph is not None else ""))
 
 
 def _global(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
@@ -128,7 +163,7 @@ def _global(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
     units.sort(key=lambda u: (u[0], u[1], u[2]))
     ok, best = _meets(choices, kept_after(len(units)), kind, fraction, cost)
     if not ok:
-        raise _unreachable(kind, fraction, best)
+        raise _unreachable(kind, fraction, best, cost.graph)
     low, high = 0, len(units)
     while low < high:
         mid = (low + high) // 2
@@ -149,7 +184,7 @@ def _uniform(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
 
     ok, best = _meets(choices, kept_at(0.0), kind, fraction, cost)
     if not ok:
-        raise _unreachable(kind, fraction, best)
+        raise _unreachable(kind, fraction, best, cost.graph)
     if kind == "channels":
         low, high = fraction, fraction
     else:

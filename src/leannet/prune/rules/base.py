@@ -101,13 +101,17 @@ class RuleSet:
             for t in instance.types:
                 self.extra[t] = instance
 
-    def find(self, module: nn.Module) -> LayerRule | None:
-        """The rule of the module's type or of its nearest base class."""
-        for cls in type(module).__mro__:
-            rule = self.extra.get(cls) or _RULES.get(cls)
+    def find_type(self, cls: type) -> LayerRule | None:
+        """The rule a module of this type would get (None when none applies)."""
+        for base in cls.__mro__:
+            rule = self.extra.get(base) or _RULES.get(base)
             if rule is not None:
                 return rule
         return None
+
+    def find(self, module: nn.Module) -> LayerRule | None:
+        """The rule of the module's type or of its nearest base class."""
+        return self.find_type(type(module))
 
     def is_leaf(self, module: nn.Module) -> bool:
         """Whether tracing should stop at this module: a rule registered for its exact type

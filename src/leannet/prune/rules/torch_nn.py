@@ -127,7 +127,7 @@ class Embedding(LayerRule):
     def label(self, call: OpCall) -> Any:
         ctx, m, name, value = call.ctx, call.module, call.name, call.value
         if call.label is not None:  # indices carry no channels; protect whatever they carry
-            ctx.protect(call.label.numpy(), call.node)
+            ctx.protect(call.label.numpy(), call.node, "indexes an embedding with it")
         _, atoms = fresh(ctx.uf, value.dim(), value.dim() - 1, m.embedding_dim,
                          ctx.new_owner(name))
         ctx.add_member(self, name, "embed_out", atoms)
