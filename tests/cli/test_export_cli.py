@@ -57,7 +57,7 @@ def test_export_to_named_file_with_opset(monkeypatch, capsys, model_dir, tmp_pat
 
 def test_export_bad_inputs(monkeypatch, capsys, model_dir, tmp_path):
     code, _, err = _cli(monkeypatch, capsys, "export", str(model_dir), "--format", "tflite")
-    assert code == 2 and "unknown export format 'tflite'; expected one of onnx" in err
+    assert code == 2 and "unknown export format 'tflite'; expected one of onnx, executorch" in err
     assert not (model_dir / "export").exists()
     (tmp_path / "empty").mkdir()
     code, _, err = _cli(monkeypatch, capsys, "export", str(tmp_path / "empty"))
@@ -67,22 +67,44 @@ def test_export_bad_inputs(monkeypatch, capsys, model_dir, tmp_path):
     assert err.count("\n") == 1
 
 
-def test_bench_reports_three_runtimes(monkeypatch, capsys, model_dir):
+def test_export_never_overwrites_without_force(monkeypatch, capsys, model_dir):
+    code, _, err = _cli(monkeypatch, capsys, "export", str(model_dir))
+    assert code == 0, err
+    onnx_path, result_path = model_dir / "export" / "model.onnx", model_dir / "export" / "result.json"
+    before = onnx_path.read_bytes(), result_path.read_text()
+    code, _, err = _cli(monkeypatch, capsys, "export", str(model_dir))
+    assert code == 2 and "already exists; pass --force" in err and err.count("\n") == 1
+    assert (onnx_path.read_bytes(), result_path.read_text()) == before
+    code, _, err = _cli(monkeypatch, capsys, "export", str(model_dir), "--force")
+    assert code == 0, err
+    assert sorted(p.name for p in onnx_path.parent.iterdir()) == ["model.onnx", "result.json"]
+
+
+def test_bench_reports_runtimes_with_spread(monkeypatch, capsys, model_dir):
     code, out, err = _cli(monkeypatch, capsys, "bench", str(model_dir), "--runs", "3",
-                          "--threads", "1", "--batch-size", "2")
+                          "--threads", "1", "--batch-size", "2", "--runtime",
+                          "torch,onnxruntime", "--precision", "fp32")
     assert code == 0, err
     result = json.loads((model_dir / "bench" / "result.json").read_text())
-    rows = result["runtimes"]
-    assert result["input_shape"] == [2, 1, 16, 16]
-    assert set(rows) == {"torch", "torch_folded_bn", "onnxruntime"}
-    assert rows["torch"]["params"] == 68_642  # resnet20 at half width, 1 input channel
-    # folding swaps each BN's scale and shift (2 per channel) for a conv bias (1 per channel)
-    assert rows["torch_folded_bn"]["params"] == 68_642 - 392
-    assert rows["torch"]["macs"] == rows["onnxruntime"]["macs"] > 0
-    assert rows["torch"]["size_bytes"] == (model_dir / "weights.safetensors").stat().st_size
-    assert all(row["latency_ms"] > 0 for row in rows.values())
-    assert rows["onnxruntime"]["max_abs_diff"] < 1e-4
-    assert "onnxruntime (BN folded)" in out and "torch (BN folded)" in out
+    rows = {r["runtime"]: r for r in result["runtimes"]}
+    assert result["input_shape"] == [2, 1, 16, 16] and result["threads"] == 1
+    assert set(rows) == {"torch", "onnxruntime"}
+    assert result["params"] == 68_642  # resnet20 at half width, 1 input channel
+    assert result["size_bytes"] == (model_dir / "weights.safetensors").stat().st_size
+    for row in rows.values():
+        latency = row["latency"]
+        assert latency["min_ms"] <= latency["q1_ms"] <= latency["median_ms"] <= latency["q3_ms"]
+        assert (latency["threads"], latency["batch"], latency["precision"]) == (1, 2, "fp32")
+        assert row["parity"]["max_rel_diff"] < 1e-4
+    assert rows["onnxruntime"]["size_bytes"] > 0
+    assert "onnxruntime" in out and "IQR" in out and "2x1x16x16, 1 thread" in out
+    # no recorded data source: int8 needs calibration data, so it is skipped with the reason
+    code, _, err = _cli(monkeypatch, capsys, "bench", str(model_dir), "--runs", "2",
+                        "--runtime", "onnxruntime", "--out", str(model_dir / "b2"))
+    assert code == 0, err
+    rows = json.loads((model_dir / "b2" / "result.json").read_text())["runtimes"]
+    assert rows[1] == {"runtime": "onnxruntime", "precision": "int8",
+                       "skipped": "int8 needs calibration data (pass --data)"}
 
 
 def test_models_lists_params_and_macs(monkeypatch, capsys):
