@@ -4,7 +4,11 @@
 2. prune it iteratively to half its MACs, fine-tuning after each step, with a guard of one
    accuracy point against the baseline (rollback and smaller steps when a step costs more);
 3. export the pruned model to ONNX (BatchNorm folded) and check onnxruntime parity;
-4. write the pruning report with plots, and `result.json` with every number.
+4. write the pruning report with plots;
+5. quantize the final model to int8 (PT2E / onnxruntime static QDQ, calibrated on digits) and
+   deploy it in an on-device runtime (ONNX Runtime; ExecuTorch too when asked and installed):
+   accuracy and latency (1 thread, batch 1, median and IQR) against the trained fp32 model in
+   the same runtime; `result.json` gets every number.
 """
 from __future__ import annotations
 
@@ -40,6 +44,9 @@ class DemoConfig:
     finetune_optimizer: str = "adamw"  # a fifth of the training rate: SGD at 0.01 undid training
     finetune_lr: float = 0.001
     criterion: str = "taylor"
+    deploy: bool = True
+    deploy_runtimes: tuple[str, ...] = ("torch", "onnxruntime")  # + "executorch": ~1 min more
+    deploy_runs: int = 100
 
 
 def train_stage(out_dir: Path, config: DemoConfig, progress: bool = True
@@ -92,6 +99,37 @@ def export_stage(model_dir: Path, onnx_path: Path) -> dict[str, Any]:
             "size_bytes": info["size_bytes"]}
 
 
+def deploy_stage(out_dir: Path, config: DemoConfig, trained_dir: Path, final_dir: Path
+                 ) -> dict[str, Any]:
+    """The trained model in fp32 and the final one in fp32 and int8, in each runtime: accuracy,
+    size, latency with spread; `speedup` is trained fp32 over final int8 in the same runtime."""
+    from leannet.deploy.job import DeployJob, run_deploy_job
+
+    def job(folder: Path, name: str, precisions: tuple[str, ...]) -> dict[str, Any]:
+        return run_deploy_job(DeployJob(folder, out_dir / "deploy" / name, DEMO_DATA,
+                                        runtimes=config.deploy_runtimes, precisions=precisions,
+                                        runs=config.deploy_runs, command="demo"))
+
+    trained, final = job(trained_dir, "trained", ("fp32",)), job(final_dir, "final",
+                                                                  ("fp32", "int8"))
+    base = {r["runtime"]: r for r in trained["runtimes"] if "latency" in r}
+    rows = {f"{r['runtime']}/{r['precision']}": r for r in final["runtimes"] if "latency" in r}
+    speedups = {name: round(base[row["runtime"]]["latency"]["median_ms"]
+                            / row["latency"]["median_ms"], 3)
+                for name, row in rows.items() if row["runtime"] in base}
+    return {"trained": {r: _deployed(row) for r, row in base.items()},
+            "final": {name: _deployed(row) for name, row in rows.items()},
+            "skipped": [r for r in final["runtimes"] if "skipped" in r],
+            "speedup_vs_trained_fp32": speedups,
+            "int8_reference_accuracy": (final.get("int8_reference_metrics") or {}).get("accuracy"),
+            "dirs": [str(out_dir / "deploy" / "trained"), str(out_dir / "deploy" / "final")]}
+
+
+def _deployed(row: dict[str, Any]) -> dict[str, Any]:
+    return {"accuracy": (row.get("metrics") or {}).get("accuracy"), "latency": row["latency"],
+            "size_bytes": row.get("size_bytes"), "path": row.get("path")}
+
+
 def _numbers(entry: dict[str, Any]) -> dict[str, Any]:
     """The summary numbers of a baseline or final entry of a prune result."""
     return {k: entry.get(k) for k in ("metric", "params", "macs", "size_bytes", "latency_ms")}
@@ -128,6 +166,10 @@ def run_demo(out_dir: str | Path = "runs/demo", force: bool = False,
                    "target_reached": pruned["target_reached"], "steps": len(pruned["steps"]),
                    "pruned_model_dir": pruned["model"], "report": pruned["report"],
                    "onnx": export_stage(Path(pruned["model"]), out / "model.onnx")}
+    if config.deploy:
+        final_dir = Path(result.get("pruned_model_dir", out / "model"))
+        stage_note(f"int8 on device: quantizing and timing in {', '.join(config.deploy_runtimes)}")
+        result["deploy"] = deploy_stage(out, config, out / "model", final_dir)
     result["seconds"] = round(time.perf_counter() - start, 2)
     atomic_write_json(out / "result.json", result)
     return result
