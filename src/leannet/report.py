@@ -22,7 +22,8 @@ METRIC_PLOT = "metric_vs_macs.png"
 CHANNELS_PLOT = "channels.png"
 SENSITIVITY_PLOT = "sensitivity.png"
 STEP_COLUMNS = ["step", "status", "target", "reached", "metric before fine-tune", "metric",
-                "params", "MACs", "latency (ms)", "seconds", "note"]
+                "params", "MACs", "latency ms (torch fp32, 1 thread, batch 1; median, IQR)",
+                "seconds", "note"]
 COST_NAMES = {"macs": "MACs", "params": "parameters", "latency": "latency",
               "channels": "channels"}
 RUN_FIELDS = [("source_model", "model"), ("data", "data"), ("criterion", "criterion"),
@@ -228,6 +229,15 @@ def _fmt(value: Any, kind: str = "") -> str:
     return str(value)
 
 
+def _latency(entry: dict) -> str:
+    """Median with its IQR when the entry carries `latency` (leannet.measure.Latency.to_dict),
+    else the bare median of older runs."""
+    spread = entry.get("latency")
+    if isinstance(spread, dict) and "q1_ms" in spread:
+        return f"{spread['median_ms']:.4g} ({spread['q1_ms']:.4g}-{spread['q3_ms']:.4g})"
+    return _fmt(entry.get("latency_ms"))
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -240,7 +250,7 @@ def step_rows(result: dict) -> list[list[str]]:
              _fmt(s.get("target_macs_fraction", s.get("target_fraction")), "pct"),
              _fmt(s.get("achieved_fraction"), "pct"), _fmt(s.get("metric_before_finetune")),
              _fmt(s.get("metric")), _fmt(s.get("params"), "int"), _fmt(s.get("macs"), "int"),
-             _fmt(s.get("latency_ms")), _fmt(s.get("seconds"), "secs"), _note(s)]
+             _latency(s), _fmt(s.get("seconds"), "secs"), _note(s)]
             for s in result["steps"]]
 
 
@@ -258,10 +268,13 @@ def _summary_lines(result: dict, metric_name: str) -> list[str]:
     rows = []
     for key, label, kind in [("metric", metric_name, ""), ("params", "params", "int"),
                              ("macs", "MACs", "int"), ("size_bytes", "size (bytes)", "int"),
-                             ("latency_ms", "latency (ms)", "")]:
+                             ("latency_ms", "latency ms (torch fp32, 1 thread, batch 1; "
+                                            "median, IQR)", "")]:
         b, f = base.get(key), final.get(key)
         ratio = f"{f / b:.3f}" if isinstance(b, (int, float)) and b and f is not None else "-"
-        rows.append([label, _fmt(b, kind), _fmt(f, kind), ratio])
+        cells = ([_latency(base), _latency(final)] if key == "latency_ms"
+                 else [_fmt(b, kind), _fmt(f, kind)])
+        rows.append([label, *cells, ratio])
     reached = result.get("target_reached")
     goal = result.get("target_fraction")
     cost = COST_NAMES.get(result.get("cost", "macs"), str(result.get("cost")))
