@@ -8,7 +8,7 @@ import torch
 
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
-from leannet.deploy.check import evaluate_session
+from leannet.deploy.score import evaluate_session
 from leannet.deploy.matrix import deploy_matrix, deploy_one
 from leannet.deploy.quantize import calibration_batches, quantize_ptq
 from leannet.deploy.runtimes import get_runtime, list_runtimes

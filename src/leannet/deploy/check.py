@@ -1,19 +1,16 @@
 """Is the deployed file the same model? fp32 must match torch to float tolerance (parity); int8
-is compared on real inputs by top-1 agreement and relative output difference; both can be scored
-with the model's own task metric by running the runtime inside `leannet.train.fit.evaluate`.
-"""
+is compared on real inputs by top-1 agreement and relative output difference (scoring with the
+task's metric is in `leannet.deploy.score`)."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from leannet.deploy.runtimes.base import Session
 from leannet.errors import LeannetError
 from leannet.export import flatten_outputs
-from leannet.train.fit import evaluate
 
 PARITY_RTOL = {"torch": 1e-5, "onnxruntime": 1e-4, "executorch": 1e-3}  # XNNPACK reorders sums
 
@@ -52,32 +49,3 @@ def check_parity(runtime: str, expected: list[np.ndarray], got: list[np.ndarray]
         raise LeannetError(f"{runtime} parity failed: max relative difference "
                            f"{result['max_rel_diff']:.3g} is above {rtol:g}")
     return {**result, "rtol": rtol}
-
-
-class SessionModule(nn.Module):
-    """A runtime session behind nn.Module's call, with the model's output structure (a tensor or
-    a dict of tensors), so leannet's evaluation code scores deployed files unchanged."""
-
-    def __init__(self, session: Session, names: list[str], as_dict: bool) -> None:
-        super().__init__()
-        self.session, self.names, self.as_dict = session, names, as_dict
-
-    def forward(self, inputs: torch.Tensor) -> Any:
-        outs = [torch.from_numpy(np.asarray(o)) for o in self.session.run(inputs.cpu().numpy())]
-        return dict(zip(self.names, outs)) if self.as_dict else outs[0]
-
-
-def evaluate_session(session: Session, model: nn.Module, loader: Iterable, task: Any
-                     ) -> dict[str, float]:
-    """The task's metrics of the deployed file over `loader` (`model` gives output names)."""
-    inputs, _ = next(iter(loader))
-    with torch.no_grad():
-        output = model.eval()(inputs[:1])
-    if not isinstance(output, (torch.Tensor, dict)) or (
-            isinstance(output, dict) and not all(isinstance(v, torch.Tensor)
-                                                 for v in output.values())):
-        raise LeannetError("scoring a deployed file needs a model that returns a tensor or a "
-                           "dict of tensors")
-    names = [name for name, _ in flatten_outputs(output)]
-    return evaluate(SessionModule(session, names, isinstance(output, dict)), loader, task,
-                    device="cpu")

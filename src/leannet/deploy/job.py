@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from leannet import io
-from leannet.deploy.check import evaluate_session
+from leannet.deploy.score import evaluate_session
 from leannet.deploy.matrix import deploy_matrix
 from leannet.deploy.quantize import calibration_batches, quantize_ptq, quantize_qat
 from leannet.deploy.runtimes import PRECISIONS, get_runtime, list_runtimes
