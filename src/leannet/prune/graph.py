@@ -170,6 +170,8 @@ class _Context:
         """A parameter used directly: its one non-trivial dim becomes a member (layer scale)."""
         if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.numel() == 1:
             return None
+        if not value.is_floating_point():  # an index or a mask: positions, not channels
+            return constant(self.uf, value.dim(), self.const_owner(node))
         sizes = [d for d in range(value.dim()) if value.shape[d] > 1]
         if len(sizes) != 1:
             return constant(self.uf, value.dim(), self.const_owner(node))
@@ -379,12 +381,14 @@ def build_graph(model: nn.Module, example_inputs: Any, leaf_modules: Iterable[An
     auxiliary head that needs bigger inputs) the eval-mode graph, with a warning naming the
     modules it never calls."""
     rules = rules if isinstance(rules, RuleSet) else RuleSet(rules)
+    given = len(example_inputs) if isinstance(example_inputs, (tuple, list)) else 1
     try:
-        return _label_graph(model, trace(model, leaf_modules, True, rules), example_inputs, rules)
+        return _label_graph(model, trace(model, leaf_modules, True, rules, given),
+                            example_inputs, rules)
     except LeannetError as err:
         first = err
         try:
-            gm = trace(model, leaf_modules, False, rules)
+            gm = trace(model, leaf_modules, False, rules, given)
             graph = _label_graph(model, gm, example_inputs, rules)
         except LeannetError:
             raise first from None

@@ -36,15 +36,33 @@ def _choices(graph: ChannelGraph, scores: dict[str, np.ndarray], target: Target
     out = []
     for group in graph.groups:
         n, r = group.size, target.round_to
-        unprotected = np.nonzero(~group.protected)[0]
+        s = scores[group.name]
+        unprotected = np.nonzero(~group.protected & ~_last_of_members(graph, group, s))[0]
         floor = max(target.min_channels, math.ceil(target.min_fraction * n - 1e-9),
                     n - len(unprotected))
         floor = math.ceil(floor / r) * r
         allowed = [n] + [k for k in range((n - 1) // r * r, floor - 1, -r) if 0 < k < n]
-        s = scores[group.name]
         order = unprotected[np.argsort(s[unprotected], kind="stable")]
         out.append(GroupChoice(group, order, allowed, s))
     return out
+
+
+def _last_of_members(graph: ChannelGraph, group: ChannelGroup, scores: np.ndarray) -> np.ndarray:
+    """Per channel of the group: is it the best-scored one of some member? Those stay, so that
+    no layer loses all its channels (a group joined by a concat has several producers, and
+    ranking could otherwise empty one of them)."""
+    keep = np.zeros(group.size, dtype=bool)
+    if len(group.members) < 2:
+        return keep
+    order = np.argsort(group.channels)
+    sorted_channels = group.channels[order]
+    for member in group.members:  # a member may span groups (a consumer after a concat)
+        classes = graph.member_classes(member)
+        found = np.minimum(np.searchsorted(sorted_channels, classes), group.size - 1)
+        positions = order[found[sorted_channels[found] == classes]]
+        if positions.size and positions.size == len(classes):
+            keep[positions[np.argmax(scores[positions])]] = True
+    return keep
 
 
 def _override_for(group: ChannelGroup, overrides: dict[str, float]) -> float | None:

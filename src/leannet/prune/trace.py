@@ -2,6 +2,7 @@
 names the block and the source line and suggests marking the block a leaf."""
 from __future__ import annotations
 
+import inspect
 import traceback
 from typing import Any, Iterable
 
@@ -39,10 +40,24 @@ class _Tracer(fx.Tracer):
             raise
 
 
+def _defaults(model: nn.Module, given: int | None) -> dict[str, Any] | None:
+    """forward's defaulted parameters after the `given` positional inputs, as fx concrete
+    arguments (so `if mask is not None:` follows the default instead of the traced branch)."""
+    if given is None:
+        return None
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[given:]
+    except (TypeError, ValueError):
+        return None
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} or None
+
+
 def trace(model: nn.Module, leaf_modules: Iterable[Any] = (), training: bool = True,
-          rules: RuleSet | None = None) -> fx.GraphModule:
+          rules: RuleSet | None = None, inputs: int | None = None) -> fx.GraphModule:
     """Symbolically trace `model` (by default in training mode, so training-only branches such as
-    auxiliary heads are seen and pruned consistently). If that fails, trace again with the zoo
+    auxiliary heads are seen and pruned consistently), with forward's defaulted parameters after
+    the `inputs` positional inputs fixed to their defaults. If that fails, trace again with the zoo
     rules' hints (modules and functions their authors mark untraceable) as leaves: their channels
     are protected, which is why they are only the fallback."""
     leaves = list(leaf_modules)
@@ -51,16 +66,18 @@ def trace(model: nn.Module, leaf_modules: Iterable[Any] = (), training: bool = T
     rules = rules or RuleSet()
     modes = {m: m.training for m in model.modules()}
     model.train(training)
+    concrete = _defaults(model, inputs)
     try:
         tracer = _Tracer(types, names, rules)
         try:
-            graph = tracer.trace(model)
+            graph = tracer.trace(model, concrete_args=concrete)
         except Exception as err:  # noqa: BLE001 - any tracing failure becomes one clear message
             first = _trace_message(model, tracer, err)
             if not any(trace_hints()):
                 raise LeannetError(first) from None
             try:
-                graph = _Tracer(types, names, rules, hints=True).trace(model)
+                graph = _Tracer(types, names, rules, hints=True).trace(model,
+                                                                       concrete_args=concrete)
             except Exception:  # noqa: BLE001
                 raise LeannetError(first) from None
     finally:

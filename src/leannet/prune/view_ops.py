@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from leannet.prune.labels import canon, compress, constant, tree_map
+from leannet.prune.labels import canon, compress, constant, tree_leaves, tree_map
 from leannet.prune.opcall import OpCall
 from leannet.prune.tensor_ops import dim_arg, op
 
@@ -157,6 +157,9 @@ def indexing(call: OpCall) -> Any:
     label = canon(ctx.uf, call.label)
     if label is None:
         return None
+    for index_label in tree_leaves(call.largs[1:]):  # index tensors can't lose positions
+        if isinstance(index_label, torch.Tensor) and (index_label.shape != (1,) * index_label.dim()):
+            ctx.protect(index_label.numpy(), call.node, "is used as an index")
     for dim, whole in _index_dims(args[1], tuple(args[0].shape)):
         if dim < label.dim() and label.shape[dim] > 1 and not whole:
             ctx.protect(label.numpy(), call.node, "takes a fixed slice of a channel dimension")
