@@ -9,12 +9,15 @@ Two kinds of case:
   50% MACs with widths rounded to 16, and with irregular widths (round_to 1) to show alignment;
   int8 calibrated on real CIFAR-10 images resized to 224 when ../shared/data/cifar10 exists.
 
-Every latency is `leannet.measure.time_latency` (median, IQR, min-max); ratios compare rows of
-one run. Results are written to JSON after every row; run one case per call to stay short:
+Every latency is `leannet.measure.time_latencies` (median, IQR, min-max): all files of a case
+are built first, then timed together in interleaved rounds, so load from other jobs on the
+machine hits every row alike and the ratios are fair. Results are written to JSON after every row; run one case per call to stay short:
 
     nice -n 10 python benchmarks/deploy.py --case digits --out benchmarks/results/deploy_digits.json
     nice -n 10 python benchmarks/deploy.py --case mobilenet_v2_224 \
         --out benchmarks/results/deploy_mobilenet_v2_224.json
+    nice -n 10 python benchmarks/deploy.py --case mobilenet_v2_224 --variants irregular \
+        --append --out benchmarks/results/deploy_mobilenet_v2_224.json
     nice -n 10 python benchmarks/deploy.py --case resnet18_224 \
         --out benchmarks/results/deploy_resnet18_224.json
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -34,9 +38,9 @@ from rich.table import Table
 from torch import nn
 
 from leannet.deploy.job import DeployJob, run_deploy_job, speedups
-from leannet.deploy.matrix import deploy_matrix
+from leannet.deploy.matrix import build_matrix
 from leannet.io import atomic_write_json
-from leannet.measure import count_macs, count_params
+from leannet.measure import count_macs, count_params, time_latencies
 from leannet.models import create_model
 from leannet.prune import Pruner, Target
 
@@ -72,20 +76,30 @@ def latency_case(name: str, build: Callable[[], nn.Module], size: int, args, row
     base = build().eval()
     example = torch.randn(1, 3, size, size)
     calibration, calibrated_on = _calibration(size)
-    variants = {"baseline": base, "pruned 50% MACs, round 16": _prune(base, example, 16)}
-    if name.startswith("mobilenet"):
-        variants["pruned 50% MACs, irregular"] = _prune(base, example, 1)
-    for variant, model in variants.items():
-        started = time.perf_counter()
-        results = deploy_matrix(model, example, RUNTIMES, ("fp32", "int8"), threads=args.threads,
-                                runs=args.runs, calibration=calibration,
-                                on_stage=lambda s: console.print(f"{name} {variant}: {s}"))
+    builders = {"baseline": lambda: base,
+                "pruned 50% MACs, round 16": lambda: _prune(base, example, 16),
+                "pruned 50% MACs, irregular": lambda: _prune(base, example, 1)}
+    chosen = {"baseline": "baseline", "round16": "pruned 50% MACs, round 16",
+              "irregular": "pruned 50% MACs, irregular"}
+    built, items = [], {}
+    for variant in [chosen[v] for v in args.variants.split(",")]:
+        model = builders[variant]()
+        results, timed = build_matrix(model, example, RUNTIMES, ("fp32", "int8"),
+                                      threads=args.threads, calibration=calibration,
+                                      on_stage=lambda s: console.print(f"{name} {variant}: {s}"))
+        items |= {(len(built), i): item for i, item in timed.items()}
+        built.append((variant, model, results))
+    # every file of every variant timed together, in interleaved rounds: fair ratios under load
+    console.print(f"{name}: timing {len(items)} files together")
+    for (v, i), latency in time_latencies(items, threads=args.threads, runs=args.runs,
+                                          rounds=args.rounds).items():
+        built[v][2][i]["latency"] = latency.to_dict()
+    for variant, model, results in built:
         rows.append({"case": name, "variant": variant, "params": count_params(model),
                      "macs": count_macs(model, example), "calibration": calibrated_on,
                      "threads": args.threads, "runtimes": _slim(results),
-                     "speedups": speedups(results),
-                     "seconds": round(time.perf_counter() - started, 1)})
-        atomic_write_json(args.out, rows)
+                     "speedups": speedups(results), "timing": "interleaved across variants"})
+    atomic_write_json(args.out, rows)
 
 
 def digits_case(args, rows: list) -> None:
@@ -160,15 +174,18 @@ def main() -> None:
                         choices=["digits", "mobilenet_v2_224", "mobilenet_v2_small", "resnet18_224"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=10, help="Interleaved timing rounds.")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--variants", default="baseline,round16",
+                        help="Latency cases: baseline, round16, irregular (comma-separated).")
+    parser.add_argument("--append", action="store_true", help="Add rows to an existing --out.")
     parser.add_argument("--print-only", action="store_true", help="Table from an existing --out.")
     args = parser.parse_args()
     if args.print_only:
-        import json
-
         print_table(json.loads(args.out.read_text()))
         return
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = (json.loads(args.out.read_text())
+                                  if args.append and args.out.is_file() else [])
     if args.case == "digits":
         digits_case(args, rows)
     elif args.case == "mobilenet_v2_224":

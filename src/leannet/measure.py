@@ -133,44 +133,82 @@ def check_threads(threads: Any) -> int:
     return int(value)
 
 
+@dataclass(frozen=True)
+class Timed:
+    """One thing to time: the call, what it runs in, and how to pin its thread pool."""
+
+    call: Callable[[], Any]
+    runtime: str
+    precision: str
+    batch: int
+    set_threads: Callable[[int], Any] | None = None
+
+
+def time_latencies(items: dict[Any, Timed], *, threads: int, runs: int = 50, warmup: int = 5,
+                   rounds: int = 5, min_seconds: float = 0.0, warn: bool = True
+                   ) -> dict[Any, Latency]:
+    """Time several calls interleaved: `rounds` rounds, each giving every call its share of the
+    `runs` timed calls, so that a burst of load from other jobs hits all of them alike and their
+    ratios stay fair. The one latency function (time_latency is this with one item).
+
+    Threads are pinned (torch's restored after); `warmup` untimed calls precede each item's
+    first round; `min_seconds` keeps timing tiny calls until that much time was measured.
+    """
+    threads = check_threads(threads)
+    if runs < 1 or warmup < 0 or rounds < 1:
+        raise LeannetError(f"runs and rounds must be >= 1 and warmup >= 0, got runs={runs} "
+                           f"rounds={rounds} warmup={warmup}")
+    rounds = min(rounds, runs)
+    times: dict[Any, list[float]] = {key: [] for key in items}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # torch ops around the call (e.g. tensor copies) too
+    try:
+        for index in range(rounds):
+            share = runs // rounds + (index < runs % rounds)
+            for key, item in items.items():
+                if item.set_threads is not None:
+                    item.set_threads(threads)
+                for _ in range(warmup if index == 0 else 0):
+                    item.call()
+                _sample(item.call, share, min_seconds / rounds, times[key])
+    finally:
+        torch.set_num_threads(previous)
+    return {key: _summarise(times[key], item, warmup, threads, warn)
+            for key, item in items.items()}
+
+
+def _sample(call: Callable[[], Any], count: int, min_seconds: float, into: list[float]) -> None:
+    began = time.perf_counter()
+    done = 0
+    while done < count or (time.perf_counter() - began < min_seconds and done < 100 * count):
+        start = time.perf_counter()
+        call()
+        into.append((time.perf_counter() - start) * 1000.0)
+        done += 1
+
+
+def _summarise(times: list[float], item: Timed, warmup: int, threads: int, warn: bool
+               ) -> Latency:
+    q1, median, q3 = (statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1
+                      else (times[0],) * 3)
+    result = Latency(round(median, 4), round(q1, 4), round(q3, 4), round(min(times), 4),
+                     round(max(times), 4), len(times), warmup, item.runtime, item.precision,
+                     threads, item.batch)
+    if warn and result.noisy:
+        warnings.warn(f"latency is noisy (IQR {result.iqr_ms:.3g} ms on a median of "
+                      f"{result.median_ms:.3g} ms, {result.conditions()}): the machine is busy; "
+                      "compare ratios from one run", stacklevel=3)
+    return result
+
+
 def time_latency(call: Callable[[], Any], *, runtime: str, precision: str, threads: int,
                  batch: int, runs: int = 50, warmup: int = 5, min_seconds: float = 0.0,
                  set_threads: Callable[[int], Any] | None = None,
                  warn: bool = True) -> Latency:
-    """Time `call()` `runs` times after `warmup` untimed calls; the one latency function.
-
-    `set_threads(threads)` pins the runtime's thread pool first (torch's is restored after).
-    `min_seconds` keeps timing past `runs` until that much time was measured, so that tiny
-    models get enough samples for a stable median. Warns when the spread is large.
-    """
-    threads = check_threads(threads)
-    if runs < 1 or warmup < 0:
-        raise LeannetError(f"runs must be >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)  # torch ops around the call (e.g. tensor copies) too
-    try:
-        if set_threads is not None:
-            set_threads(threads)
-        for _ in range(warmup):
-            call()
-        times: list[float] = []
-        began = time.perf_counter()
-        while len(times) < runs or (time.perf_counter() - began < min_seconds
-                                    and len(times) < 100 * runs):
-            start = time.perf_counter()
-            call()
-            times.append((time.perf_counter() - start) * 1000.0)
-    finally:
-        torch.set_num_threads(previous)
-    q1, median, q3 = (statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1
-                      else (times[0],) * 3)
-    result = Latency(round(median, 4), round(q1, 4), round(q3, 4), round(min(times), 4),
-                     round(max(times), 4), len(times), warmup, runtime, precision, threads, batch)
-    if warn and result.noisy:
-        warnings.warn(f"latency is noisy (IQR {result.iqr_ms:.3g} ms on a median of "
-                      f"{result.median_ms:.3g} ms): the machine is busy; compare ratios from "
-                      "one run", stacklevel=2)
-    return result
+    """Time one call: `time_latencies` with a single item in a single round."""
+    item = Timed(call, runtime, precision, batch, set_threads)
+    return time_latencies({0: item}, threads=threads, runs=runs, warmup=warmup, rounds=1,
+                          min_seconds=min_seconds, warn=warn)[0]
 
 
 def torch_latency(model: nn.Module, inputs: InputSpec, runs: int = 30, warmup: int = 5,

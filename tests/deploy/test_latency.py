@@ -66,3 +66,17 @@ def test_torch_latency_and_measure_carry_conditions():
     numbers = measure(model, (1, 3, 16, 16), runs=5)
     assert numbers["latency_ms"] == numbers["latency"]["median_ms"] > 0
     assert numbers["latency"]["threads"] == 1 and "q3_ms" in numbers["latency"]
+
+
+def test_interleaved_timing_keeps_ratios_and_counts():
+    from leannet.measure import Timed, time_latencies
+
+    order = []
+    items = {name: Timed(lambda name=name, delay=delay: (order.append(name), time.sleep(delay)),
+                         "python", "fp32", 1)
+             for name, delay in (("slow", 0.004), ("fast", 0.001))}
+    result = time_latencies(items, threads=1, runs=6, warmup=1, rounds=3, warn=False)
+    assert result["slow"].runs == result["fast"].runs == 6
+    assert result["slow"].median_ms > 2 * result["fast"].median_ms
+    # warm-up once each, then rounds alternate: slow, fast, slow, fast, ...
+    assert order[:3] == ["slow"] * 3 and order[3:6] == ["fast"] * 3 and order[6] == "slow"

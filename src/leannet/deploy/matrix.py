@@ -1,6 +1,7 @@
 """Deploy one model to runtimes x precisions: export (staged, then renamed into place), check
-parity or int8 agreement, time it with `leannet.measure.time_latency`, size it, optionally score
-it on real data. `leannet bench`, `quantize`, `export`, the demo and benchmarks/deploy.py all
+parity or int8 agreement, size it, optionally score it on real data, then time every file
+together with `leannet.measure.time_latencies` (interleaved rounds, so load from other jobs hits
+all rows alike). `leannet bench`, `quantize`, `export`, the demo and benchmarks/deploy.py all
 come through here, so their numbers are measured the same way.
 """
 from __future__ import annotations
@@ -19,18 +20,19 @@ from leannet.deploy.quantize import quantize_ptq
 from leannet.deploy.runtimes import get_runtime
 from leannet.deploy.runtimes.base import Session
 from leannet.errors import LeannetError
-from leannet.measure import DEFAULT_THREADS, check_threads, time_latency
+from leannet.measure import DEFAULT_THREADS, Timed, check_threads, time_latencies
 
 Evaluate = Callable[[Session], dict[str, float]]
 
 
-def deploy_one(model: nn.Module, runtime: str, precision: str, path: Path | None,
-               example: torch.Tensor, *, threads: int = DEFAULT_THREADS, runs: int = 50,
-               warmup: int = 5, calibration: Sequence[torch.Tensor] | None = None,
-               quantized: nn.Module | None = None, check_inputs: torch.Tensor | None = None,
-               force: bool = False, evaluate: Evaluate | None = None) -> dict[str, Any]:
-    """Deploy `model` to one runtime at one precision; returns the row (path, size, parity or
-    agreement, latency with spread, metrics when `evaluate` is given).
+def build_one(model: nn.Module, runtime: str, precision: str, path: Path | None,
+              example: torch.Tensor, *, threads: int = DEFAULT_THREADS,
+              calibration: Sequence[torch.Tensor] | None = None,
+              quantized: nn.Module | None = None, check_inputs: torch.Tensor | None = None,
+              force: bool = False, evaluate: Evaluate | None = None
+              ) -> tuple[dict[str, Any], Session]:
+    """Deploy `model` to one runtime at one precision, untimed: (row with path, size, parity or
+    agreement, metrics when `evaluate` is given; the session to time).
 
     int8 needs `calibration` (real input batches) or an already `quantized` PT2E model. With a
     `path`, an existing file is refused unless `force`, and is replaced only after the new file
@@ -61,8 +63,6 @@ def deploy_one(model: nn.Module, runtime: str, precision: str, path: Path | None
             row = {"runtime": runtime, "precision": precision, **info,
                    **_checks(model, quantized, session, runtime, precision, example,
                              check_inputs)}
-            row["latency"] = _latency(session, runtime, precision, example, threads, runs,
-                                      warmup).to_dict()
             if evaluate is not None:
                 row["metrics"] = evaluate(session)
             row["size_bytes"] = staging.stat().st_size if staging.is_file() else None
@@ -72,7 +72,26 @@ def deploy_one(model: nn.Module, runtime: str, precision: str, path: Path | None
         finally:
             if path is not None:
                 staging.unlink(missing_ok=True)
+    return row, session
+
+
+def deploy_one(model: nn.Module, runtime: str, precision: str, path: Path | None,
+               example: torch.Tensor, *, threads: int = DEFAULT_THREADS, runs: int = 50,
+               warmup: int = 5, **options: Any) -> dict[str, Any]:
+    """`build_one`, then its latency (median, IQR, min-max and conditions) under `latency`."""
+    row, session = build_one(model, runtime, precision, path, example, threads=threads,
+                             **options)
+    item = timed(session, runtime, precision, example)
+    row["latency"] = time_latencies({0: item}, threads=threads, runs=runs, warmup=warmup,
+                                    rounds=1)[0].to_dict()
     return row
+
+
+def timed(session: Session, runtime: str, precision: str, example: torch.Tensor) -> Timed:
+    """What `time_latencies` needs to time `session` on `example`."""
+    feed = example.cpu().numpy().astype(np.float32)
+    return Timed(lambda: session.run(feed), runtime, precision, int(example.shape[0]),
+                 session.set_threads)
 
 
 def _checks(model: nn.Module, quantized: nn.Module | None, session: Session, runtime: str,
@@ -92,25 +111,45 @@ def _checks(model: nn.Module, quantized: nn.Module | None, session: Session, run
     return checks
 
 
-def _latency(session: Session, runtime: str, precision: str, example: torch.Tensor,
-             threads: int, runs: int, warmup: int):
-    feed = example.cpu().numpy().astype(np.float32)
-    return time_latency(lambda: session.run(feed), runtime=runtime, precision=precision,
-                        threads=threads, batch=int(example.shape[0]), runs=runs, warmup=warmup,
-                        set_threads=session.set_threads)
-
-
 def deploy_matrix(model: nn.Module, example: torch.Tensor, runtimes: Iterable[str],
                   precisions: Iterable[str], *, threads: int = DEFAULT_THREADS, runs: int = 50,
                   warmup: int = 5, calibration: Sequence[torch.Tensor] | None = None,
                   check_inputs: torch.Tensor | None = None, out_dir: Path | None = None,
                   force: bool = False, evaluate: Evaluate | None = None,
-                  quantized: nn.Module | None = None,
+                  quantized: nn.Module | None = None, rounds: int = 5,
                   on_stage: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
-    """`deploy_one` for every runtime x precision it supports; a combination that cannot run
-    here (toolchain missing, no calibration data, lowering failed) becomes a row with `skipped`
-    and the reason, so one missing converter never hides the others' numbers."""
-    rows = []
+    """Every runtime x precision it supports, built, then timed together (interleaved rounds);
+    a combination that cannot run here (toolchain missing, no calibration data, lowering
+    failed) becomes a row with `skipped` and the reason, so one missing converter never hides
+    the others' numbers."""
+    rows, items = build_matrix(model, example, runtimes, precisions, threads=threads,
+                               calibration=calibration, check_inputs=check_inputs,
+                               out_dir=out_dir, force=force, evaluate=evaluate,
+                               quantized=quantized, on_stage=on_stage)
+    if on_stage and items:
+        on_stage(f"timing {len(items)} files together, {rounds} interleaved rounds")
+    attach_latencies(rows, items, threads=threads, runs=runs, warmup=warmup, rounds=rounds)
+    return rows
+
+
+def attach_latencies(rows: list[dict[str, Any]], items: dict[int, Timed], *, threads: int,
+                     runs: int, warmup: int, rounds: int) -> None:
+    """Time `items` (keyed by row index) together and put each Latency into its row."""
+    for index, latency in time_latencies(items, threads=threads, runs=runs, warmup=warmup,
+                                         rounds=rounds).items():
+        rows[index]["latency"] = latency.to_dict()
+
+
+def build_matrix(model: nn.Module, example: torch.Tensor, runtimes: Iterable[str],
+                 precisions: Iterable[str], *, threads: int = DEFAULT_THREADS,
+                 calibration: Sequence[torch.Tensor] | None = None,
+                 check_inputs: torch.Tensor | None = None, out_dir: Path | None = None,
+                 force: bool = False, evaluate: Evaluate | None = None,
+                 quantized: nn.Module | None = None, on_stage: Callable[[str], Any] | None = None
+                 ) -> tuple[list[dict[str, Any]], dict[int, Timed]]:
+    """The untimed half of `deploy_matrix`: rows, and what to time for each built row."""
+    rows: list[dict[str, Any]] = []
+    items: dict[int, Timed] = {}
     for runtime in runtimes:
         target = get_runtime(runtime)
         for precision in precisions:
@@ -128,12 +167,15 @@ def deploy_matrix(model: nn.Module, example: torch.Tensor, runtimes: Iterable[st
             path = (out_dir / f"model-{runtime}-{precision}{target.suffix}"
                     if out_dir is not None and target.suffix else None)
             try:
-                rows.append(deploy_one(model, runtime, precision, path, example, threads=threads,
-                                       runs=runs, warmup=warmup, calibration=calibration,
-                                       quantized=quantized, check_inputs=check_inputs,
-                                       force=force, evaluate=evaluate))
+                row, session = build_one(model, runtime, precision, path, example,
+                                         threads=threads, calibration=calibration,
+                                         quantized=quantized, check_inputs=check_inputs,
+                                         force=force, evaluate=evaluate)
             except LeannetError as err:
                 if "already exists" in str(err) or "parity failed" in str(err):
                     raise
                 rows.append({"runtime": runtime, "precision": precision, "skipped": str(err)})
-    return rows
+                continue
+            items[len(rows)] = timed(session, runtime, precision, example)
+            rows.append(row)
+    return rows, items
