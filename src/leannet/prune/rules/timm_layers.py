@@ -1,7 +1,8 @@
 """Rules for timm's layers, registered only when timm is installed (it stays optional).
 
 Fused norm + activation layers (`BatchNormAct2d`, `SyncBatchNormAct`, `GroupNormAct`,
-`GroupNorm1Act`) are norms whose output passes an elementwise activation; `Conv2dSame` and the
+`GroupNorm1Act`, and timm's plain `GroupNorm`/`GroupNorm1`) are norms whose output passes an
+elementwise activation; the LayerNorm/RmsNorm/SimpleNorm family protects its channels; `Conv2dSame` and the
 `*Same` pools are a conv or a pool behind a spatial padding; `DropPath`, `DropBlock2d` and
 timm's own activations are elementwise; `BlurPool2d` is a fixed depthwise blur whose per-channel
 filter follows the channel. timm's list of modules and functions that fx can't trace is used as
@@ -12,7 +13,7 @@ Blocks needing no rule, because they are traced into and every part has one: `Co
 `[:, :out_chs]` slice reaches the end), `create_conv2d` outputs. Exactness protects what can't be
 cut exactly: `EcaModule` (a conv across channels), `MixedConv2d` inputs (fixed split sizes),
 `CondConv2d` (expert weights reshaped at run time), ReXNet's partial residual (a fixed slice),
-LayerNorm and RmsNorm variants (statistics over channels).
+LayerNorm-like norms (statistics over channels), mambaout's gated conv (a fixed-size split).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from leannet.prune.labels import channel_atoms
 from leannet.prune.opcall import OpCall
 from leannet.prune.rules.base import LayerRule, MemberKind, add_trace_hints, register
 from leannet.prune.rules.torch_nn import BatchNorm, Conv, Elementwise, GroupNorm, Spatial
-from leannet.prune.tensor_ops import spatial
+from leannet.prune.tensor_ops import coupled_along, spatial
 
 try:
     import timm.layers as layers
@@ -116,6 +117,32 @@ class BlurPool(LayerRule):
         m.channels = m.filt.shape[0]
 
 
+class MixingNorm(LayerRule):
+    """timm's LayerNorm / RmsNorm / SimpleNorm family (with or without a fused activation):
+    statistics over the channels, so the channels are protected, as for nn.LayerNorm. The `2d`
+    variants normalise dim 1 of NCHW tensors; the others the trailing `normalized_shape`."""
+
+    leaf = True
+
+    def __init__(self, types: tuple[type, ...], channels_first: bool) -> None:
+        super().__init__(types)
+        self.channels_first = channels_first
+
+    def label(self, call: OpCall) -> Any:
+        shape = getattr(call.module, "normalized_shape", (0,))
+        dims = [1] if self.channels_first else [-1 - i for i in range(len(shape))]
+        return coupled_along(call.only(call.x, call.label), dims)
+
+    def is_activation(self, module: nn.Module) -> bool:
+        act = getattr(module, "act", None)
+        return act is not None and not isinstance(act, nn.Identity)
+
+
+def _types(*names: str) -> tuple[type, ...]:
+    """The timm.layers classes of these names that this timm version has."""
+    return tuple(getattr(layers, n) for n in names if hasattr(layers, n))
+
+
 def _activation_types() -> tuple[type, ...]:
     """timm's own activation modules (plain and memory-efficient)."""
     found = []
@@ -130,6 +157,14 @@ def _activation_types() -> tuple[type, ...]:
 if layers is not None:
     register(NormAct((layers.BatchNormAct2d, layers.SyncBatchNormAct)))
     register(GroupNormAct((layers.GroupNormAct, layers.GroupNorm1Act)))
+    register(GroupNorm(_types("GroupNorm", "GroupNorm1")))
+    register(MixingNorm(_types("LayerNorm", "LayerNormFp32", "RmsNorm", "RmsNormFp32",
+                               "SimpleNorm", "SimpleNormFp32", "LayerNormAct", "LayerNormActFp32",
+                               "RmsNormAct", "RmsNormActFp32"), channels_first=False))
+    register(MixingNorm(_types("LayerNorm2d", "LayerNorm2dFp32", "RmsNorm2d", "RmsNorm2dFp32",
+                               "SimpleNorm2d", "SimpleNorm2dFp32", "LayerNormAct2d",
+                               "LayerNormAct2dFp32", "RmsNormAct2d", "RmsNormAct2dFp32"),
+                        channels_first=True))
     register(ConvSame((layers.Conv2dSame,)))
     register(PoolSame((MaxPool2dSame, layers.AvgPool2dSame)))
     register(BlurPool((layers.BlurPool2d,)))
