@@ -109,3 +109,16 @@ def test_missing_toolchain_is_one_clear_line(setup, monkeypatch):
     rows = deploy_matrix(setup["model"], setup["example"], ["executorch"], ["fp32"], runs=2)
     assert rows == [{"runtime": "executorch", "precision": "fp32",
                      "skipped": "runtime executorch needs the executorch package"}]
+
+
+def test_fixed_batch_file_runs_any_batch(setup):
+    from leannet.deploy.matrix import build_one
+
+    example = torch.zeros(2, 1, 8, 8)  # a .pte compiled for batches of 2
+    row, session = build_one(setup["model"], "executorch", "fp32", None, example,
+                             check_inputs=setup["inputs"][:5])
+    assert session.fixed_batch == 2 and row["parity"]["max_rel_diff"] < 1e-3
+    (out,) = session.run(setup["inputs"][:5].numpy())
+    with torch.no_grad():
+        expected = setup["model"](setup["inputs"][:5]).numpy()
+    assert out.shape == (5, 10) and abs(out - expected).max() < 1e-3 * abs(expected).max()

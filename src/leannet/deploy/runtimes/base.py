@@ -29,15 +29,17 @@ class Session(ABC):
         """One call of the runtime on `inputs` (the batch it accepts)."""
 
     def run(self, inputs: np.ndarray) -> list[np.ndarray]:
-        """Outputs for any batch size: files with a fixed batch run sample chunks and concatenate."""
+        """Outputs for any batch size: a file compiled for a fixed batch runs fixed-size chunks
+        (the last one zero-padded, its padding dropped) and concatenates them."""
         inputs = np.ascontiguousarray(inputs, dtype=np.float32)
-        step = self.fixed_batch
-        if step is None or inputs.shape[0] == step:
+        step, count = self.fixed_batch, inputs.shape[0]
+        if step is None or count == step:
             return self._run(inputs)
-        if inputs.shape[0] % step:
-            raise LeannetError(f"this file runs batches of {step}; got a batch of {inputs.shape[0]}")
+        pad = -count % step
+        if pad:
+            inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), np.float32)])
         parts = [self._run(inputs[i:i + step]) for i in range(0, inputs.shape[0], step)]
-        return [np.concatenate(outs) for outs in zip(*parts)]
+        return [np.concatenate(outs)[:count] for outs in zip(*parts)]
 
     def set_threads(self, threads: int) -> None:
         """Pin the runtime's thread pool (sessions that fix it at load time ignore this)."""
