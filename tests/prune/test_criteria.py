@@ -174,3 +174,66 @@ def test_data_criterion_without_calibration_and_unknown_names():
         Pruner(Net(), torch.zeros(2, 1, 8, 8), criterion="apoz").plan(Target(macs=0.5))
     with pytest.raises(LeannetError, match="l1, l2, fpgm"):
         Pruner(Net(), torch.zeros(2, 1, 8, 8), criterion="magnitude")
+
+
+def test_group_l1_counts_every_member_of_the_channel():
+    model = Net()
+    with torch.no_grad():
+        model.c1.weight.copy_(torch.sign(torch.randn_like(model.c1.weight)) * 0.1)  # equal L1
+        model.c2.weight[:, 4] *= 0.01             # channel 4 barely reaches its consumer
+    l1 = _scores(model, "l1")[1]["c1"]
+    assert np.allclose(l1, 1.0)                   # filter magnitude alone can't tell them apart
+    scores = _scores(model, "group_l1")[1]["c1"]
+    assert int(np.argmin(scores)) == 4
+    per_member = np.stack([model.c1.weight.abs().sum((1, 2, 3)).detach().numpy(),
+                           model.b1.weight.abs().detach().numpy(),
+                           model.c2.weight.abs().sum((0, 2, 3)).detach().numpy()]).mean(0)
+    assert np.allclose(scores, per_member / per_member.mean())
+    squared = _scores(model, "group_l2")[1]["c1"]
+    assert int(np.argmin(squared)) == 4 and not np.allclose(squared, scores)
+
+
+class SiLUNet(Net):
+    """Net with SiLU: no activation output is ever exactly zero."""
+
+    def forward(self, x):
+        x = F.silu(self.b1(self.c1(x)))
+        x = F.silu(self.b2(self.c2(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_apoz_is_defined_where_no_relu_follows(digits):
+    model = SiLUNet()
+    with torch.no_grad():
+        model.b1.bias.fill_(2.0)
+        model.b1.bias[5] = -4.0                   # mostly negative: what a ReLU would zero
+    _, scores = _scores(model, "apoz", _loader(digits))
+    assert int(np.argmin(scores["c1"])) == 5      # not the lowest-numbered channel
+    assert scores["c1"][5] < 0.5 * scores["c1"][0]
+
+
+def test_criterion_objects_registry_and_callable_fallback():
+    from leannet.prune.criteria import Criterion, get_criterion, register_criterion
+    from leannet.prune.criteria.weights import RowCriterion
+
+    @register_criterion
+    class MaxAbs(RowCriterion):
+        name = "test_max_abs"
+
+        def rows(self, rows):
+            return rows.abs().amax(1)
+
+    model = Net()
+    with torch.no_grad():
+        model.c1.weight[6, 0, 0, 0] = 5.0         # one huge weight: max-abs keeps channel 6
+    named = _scores(model, "test_max_abs")[1]["c1"]
+    instance = _scores(model, MaxAbs())[1]["c1"]
+    assert np.array_equal(named, instance) and int(np.argmax(named)) == 6
+    assert isinstance(get_criterion("l1"), Criterion)
+
+    def only_c2(group, model):                    # None: the group falls back to L1
+        return np.arange(group.size, dtype=float) + 1 if group.name == "c2" else None
+
+    scores = _scores(model, only_c2)[1]
+    assert np.allclose(scores["c1"], _scores(model, "l1")[1]["c1"])
+    assert np.allclose(scores["c2"], (np.arange(8) + 1) / 4.5)
