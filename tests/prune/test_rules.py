@@ -10,7 +10,7 @@ from torch import nn
 
 from leannet.errors import UnreachableTarget
 from leannet.prune import Pruner, Target
-from leannet.prune.labels import canon, channel_atoms
+from leannet.prune.capture.labels import canon, channel_atoms
 from leannet.prune.rules import LayerRule, MemberKind
 
 from .helpers import prune_check, randomize_norms

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from leannet.prune.unionfind import UnionFind
+from leannet.prune.capture.unionfind import UnionFind
 
 
 def _classes(uf: UnionFind, n: int) -> set[frozenset[int]]:

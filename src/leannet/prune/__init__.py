@@ -4,8 +4,8 @@
     plan = pruner.plan(Target(macs=0.5))
     pruner.apply(plan, verify=True)
 """
+from leannet.prune.capture.graph import ChannelGroup, build_graph
 from leannet.prune.criteria import CRITERIA, DATA_CRITERIA
-from leannet.prune.graph import ChannelGroup, build_graph
 from leannet.prune.plan import PruningPlan, Target
 from leannet.prune.pruner import Pruner, apply_plan
 

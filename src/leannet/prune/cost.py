@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from leannet.prune.graph import ChannelGraph
+from leannet.prune.capture.graph import ChannelGraph
 
 
 class CostModel:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from leannet.errors import LeannetError
-from leannet.prune.graph import ChannelGraph
+from leannet.prune.capture.graph import ChannelGraph
 
 PLAN_VERSION = 1
 KINDS = ("macs", "params", "channels", "latency")

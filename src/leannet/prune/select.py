@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from leannet.errors import UnreachableTarget
+from leannet.prune.capture.graph import ChannelGraph, ChannelGroup
 from leannet.prune.cost import CostModel
-from leannet.prune.graph import ChannelGraph, ChannelGroup
 from leannet.prune.plan import Target
 
 

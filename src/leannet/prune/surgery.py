@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from leannet.prune.graph import ChannelGraph, Member
+from leannet.prune.capture.graph import ChannelGraph, Member
 
 Snapshot = list[tuple[nn.Module, dict, dict, dict]]
 

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from leannet.errors import LeannetError
-from leannet.prune.graph import ChannelGraph
-from leannet.prune.labels import tree_leaves
+from leannet.prune.capture.graph import ChannelGraph
+from leannet.prune.capture.labels import tree_leaves
 from leannet.prune.surgery import remove, restore, snapshot_for, zeroed
 
 TOLERANCE = 1e-4

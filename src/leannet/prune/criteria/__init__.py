@@ -8,8 +8,15 @@
 (l1, l2, fpgm, bn_scale, random, group_l1, group_l2); `data` the data criteria (mean_activation,
 apoz, taylor) and calibration.
 """
-from leannet.prune.criteria.base import (CallableCriterion, Criterion, Scorer, check_criterion,
-                                         criterion_names, get_criterion, register_criterion)
+from leannet.prune.criteria.base import (
+                                         CallableCriterion,
+                                         Criterion,
+                                         Scorer,
+                                         check_criterion,
+                                         criterion_names,
+                                         get_criterion,
+                                         register_criterion,
+)
 from leannet.prune.criteria.data import ActivationStats, calibrate, split_batch
 from leannet.prune.criteria.weights import GroupMagnitude, RowCriterion
 

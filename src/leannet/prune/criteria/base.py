@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from leannet.errors import LeannetError
-from leannet.prune.graph import ChannelGraph, ChannelGroup, Member
+from leannet.prune.capture.graph import ChannelGraph, ChannelGroup, Member
 
 
 class Scorer:

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from leannet.errors import LeannetError
+from leannet.prune.capture.graph import ChannelGraph
 from leannet.prune.criteria.base import Criterion, Scorer, register_criterion
-from leannet.prune.graph import ChannelGraph
 from leannet.prune.progress import progress_iter
 
 

@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from leannet.prune.criteria.base import (L1_ROWS, Criterion, Scorer, register_criterion,
-                                         weight_rows)
-from leannet.prune.graph import ChannelGraph, Member
+from leannet.prune.capture.graph import ChannelGraph, Member
+from leannet.prune.criteria.base import L1_ROWS, Criterion, Scorer, register_criterion, weight_rows
 
 
 class RowCriterion(Criterion):

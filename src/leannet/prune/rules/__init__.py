@@ -8,8 +8,7 @@
     Pruner(model, x, rules=[MyNormRule()])
 """
 from leannet.prune.rules import timm_layers, torch_nn, torchvision_layers  # noqa: F401
-from leannet.prune.rules.base import (LayerRule, MemberKind, RuleSet, add_trace_hints, register,
-                                      trace_hints)
+from leannet.prune.rules.base import LayerRule, MemberKind, RuleSet, add_trace_hints, register, trace_hints
 
 __all__ = ["LayerRule", "MemberKind", "RuleSet", "register", "add_trace_hints",
            "trace_hints"]

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Iterable
 from torch import nn
 
 from leannet.errors import LeannetError
-from leannet.prune.opcall import OpCall
+from leannet.prune.capture.opcall import OpCall
 
 ROLES = ("filter", "input", "scale", "param")
 

@@ -22,16 +22,16 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from leannet.prune.labels import channel_atoms
-from leannet.prune.opcall import OpCall
+from leannet.prune.capture.labels import channel_atoms
+from leannet.prune.capture.opcall import OpCall
+from leannet.prune.capture.tensor_ops import coupled_along, spatial
 from leannet.prune.rules.base import LayerRule, MemberKind, add_trace_hints, register
 from leannet.prune.rules.torch_nn import BatchNorm, Conv, Elementwise, GroupNorm, Spatial
-from leannet.prune.tensor_ops import coupled_along, spatial
 
 try:
     import timm.layers as layers
-    from timm.layers import activations, activations_me
     from timm.layers import _fx as timm_fx
+    from timm.layers import activations, activations_me
     from timm.layers.pool2d_same import MaxPool2dSame
 except ImportError:  # timm is optional: without it, no timm rules
     layers = None

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from leannet.prune.labels import canon, channel_atoms, fresh
-from leannet.prune.opcall import OpCall
+from leannet.prune.capture.labels import canon, channel_atoms, fresh
+from leannet.prune.capture.opcall import OpCall
+from leannet.prune.capture.tensor_ops import coupled_along, passthrough, spatial
+from leannet.prune.capture.view_ops import reshaping
 from leannet.prune.rules.base import LayerRule, MemberKind, register
-from leannet.prune.tensor_ops import coupled_along, passthrough, spatial
-from leannet.prune.view_ops import reshaping
 
 BIASED_FILTER = MemberKind((("weight", 0), ("bias", 0)), "filter")
 NORM = MemberKind((("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0)), "scale")

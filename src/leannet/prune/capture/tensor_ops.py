@@ -13,8 +13,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from leannet.prune.labels import canon, constant, tree_leaves, tree_map
-from leannet.prune.opcall import OpCall
+from leannet.prune.capture.labels import canon, constant, tree_leaves, tree_map
+from leannet.prune.capture.opcall import OpCall
 
 Handler = Callable[[OpCall], Any]
 FUNCTIONS: dict[Any, Handler] = {}

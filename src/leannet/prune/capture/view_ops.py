@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import fx
 
-from leannet.prune.labels import canon, compress, constant, tree_leaves, tree_map
-from leannet.prune.opcall import OpCall
-from leannet.prune.tensor_ops import dim_arg, op
+from leannet.prune.capture.labels import canon, compress, constant, tree_leaves, tree_map
+from leannet.prune.capture.opcall import OpCall
+from leannet.prune.capture.tensor_ops import dim_arg, op
 
 PERMUTING = ("permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "t",
              "squeeze", "unsqueeze", "expand", "expand_as", "flip", "repeat", "repeat_interleave",

@@ -15,13 +15,13 @@ import torch
 from torch import fx, nn
 
 from leannet.errors import LeannetError
-from leannet.prune import view_ops  # noqa: F401  (registers the view handlers)
-from leannet.prune.labels import canon, constant, fresh, tree_leaves, tree_map
-from leannet.prune.opcall import OpCall
+from leannet.prune.capture import view_ops  # noqa: F401  (registers the view handlers)
+from leannet.prune.capture.labels import canon, constant, fresh, tree_leaves, tree_map
+from leannet.prune.capture.opcall import OpCall
+from leannet.prune.capture.tensor_ops import FUNCTIONS, METHODS
+from leannet.prune.capture.trace import trace
+from leannet.prune.capture.unionfind import UnionFind
 from leannet.prune.rules import LayerRule, MemberKind, RuleSet
-from leannet.prune.tensor_ops import FUNCTIONS, METHODS
-from leannet.prune.trace import trace
-from leannet.prune.unionfind import UnionFind
 
 
 class ParameterRule(LayerRule):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from leannet.prune.labels import constant, tree_leaves, tree_map
+from leannet.prune.capture.labels import constant, tree_leaves, tree_map
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from leannet.prune.unionfind import UnionFind
+from leannet.prune.capture.unionfind import UnionFind
 
 Label = torch.Tensor
 
