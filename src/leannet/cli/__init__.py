@@ -6,6 +6,7 @@ automatically, so adding a command never touches this file.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import pkgutil
 import sys
@@ -37,6 +38,9 @@ def _register_commands() -> None:
 
 _register_commands()
 
+# Importing torchao (through the deploy runtimes) makes torch log a deprecation line on stderr;
+# the CLI keeps stderr for its own one-line messages.
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 DEBUG_ENV = "LEANNET_DEBUG"
 
 

@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         from leannet.detect.anchors import kmeans_anchors
         from leannet.errors import LeannetError
 
+        if k < 1:
+            raise LeannetError(f"-k must be at least 1, got {k}")
         source = get_source(data, root, image_size=image_size, augment=False)
         sizes = getattr(source.train, "box_sizes", None)
         if source.task != "detect" or sizes is None:

@@ -118,6 +118,9 @@ def _load(name: str, root: Path | None, image_size: int | None, augment: bool,
         labels = read_idx(_find_file(folder, labels_stem), 1).long()
         if len(images) != len(labels):
             raise LeannetError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels")
+        if len(labels) and (labels.min() < 0 or labels.max() > 9):
+            raise LeannetError(f"{folder}: {split} labels must be classes 0-9, found "
+                               f"{int(labels.max())}")
         splits[split] = (images, labels)
     fashion = name == "fashion-mnist"
     classes = FASHION_CLASSES if fashion else [str(d) for d in range(10)]

@@ -71,7 +71,10 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     if unknown:
         raise LeannetError(
             f"model {name!r} does not take {', '.join(unknown)}; it takes {', '.join(params)}")
-    model = entry.builder(**kwargs)
+    try:
+        model = entry.builder(**kwargs)
+    except (TypeError, ValueError, ZeroDivisionError, RuntimeError) as err:
+        raise LeannetError(f"cannot build model {name!r} with {kwargs}: {err}") from None
     image_size = kwargs.get("image_size", _default_image_size(entry, kwargs))
     in_channels = kwargs.get("in_channels", params["in_channels"].default
                              if "in_channels" in params else 3)
