@@ -349,6 +349,13 @@ def _(work, base):
     return ["eval", str(model_copy(work, base)), "--out", "OUT"]
 
 
+@cli("eval-over-a-prune-record", "record of a 'prune' run")
+def _(work, base):
+    (work / "OUT").mkdir()
+    (work / "OUT" / "result.json").write_text('{"command": "prune", "steps": []}')
+    return ["eval", str(model_copy(work, base)), "--out", "OUT", "--force"]
+
+
 @cli("report-not-a-run")
 def _(work, base):
     (work / "run").mkdir()

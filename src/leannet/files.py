@@ -124,6 +124,24 @@ def staging_dir(target: Path) -> Path:
     return target.with_name(f".{target.name}{PARTIAL}")
 
 
+def check_result_file(path: str | Path, command: str, force: bool = False) -> Path:
+    """A `result.json` that `command` may write: refused if present without `force`, and always
+    refused when it records another command (a prune run's record is never clobbered by eval)."""
+    path = Path(path)
+    if not path.exists():
+        return path
+    try:
+        owner = json.loads(path.read_text()).get("command")
+    except (OSError, ValueError, AttributeError):
+        owner = None
+    if owner != command:
+        raise LeannetError(f"{path} is the record of {'a ' + repr(owner) if owner else 'another'} "
+                           f"run; choose another output folder for `{command}`")
+    if not force:
+        raise LeannetError(f"{path} already exists; pass --force to replace it")
+    return path
+
+
 def check_out_dir(path: str | Path, force: bool = False) -> Path:
     """Refuse an output path that is a file, or a non-empty folder without `force`."""
     path = Path(path)

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from leannet.errors import LeannetError
+from leannet.files import check_result_file
 
 
 def evaluate_folder(model_dir: str | Path, data: str | None = None,
@@ -23,8 +24,8 @@ def evaluate_folder(model_dir: str | Path, data: str | None = None,
     if batch_size < 1:
         raise LeannetError(f"--batch-size must be at least 1, got {batch_size}")
     result_path = Path(out) / "result.json" if out is not None else None
-    if result_path is not None and result_path.exists() and not force:
-        raise LeannetError(f"{result_path} already exists; pass --force to overwrite it")
+    if result_path is not None:
+        check_result_file(result_path, "eval", force)
     model = load(model_dir)
     recorded = read_config(model_dir).get("data")  # the training source, if `train` recorded it
     if recorded and "data" not in model.leannet_config:
