@@ -345,7 +345,7 @@ fixed("sensitivity-missing-model", ["sensitivity", "/no/such", "--out", "OUT"])
 @cli("eval-result-exists", "--force")
 def _(work, base):
     (work / "OUT").mkdir()
-    (work / "OUT" / "result.json").write_text('{"from": "an earlier run"}')
+    (work / "OUT" / "result.json").write_text('{"command": "eval", "from": "an earlier run"}')
     return ["eval", str(model_copy(work, base)), "--out", "OUT"]
 
 
