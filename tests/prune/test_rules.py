@@ -175,3 +175,34 @@ def test_unreachable_target_names_what_protects_the_most_channels():
     message = str(err.value)
     assert "16 channels: module '2' (LayerNorm) mixes channels" in message
     assert "the model's outputs keep every channel" in message
+
+
+class Mixer(nn.Module):
+    """A transformer-style MLP block: LayerNorm -> Linear -> GELU -> Linear, residual, head."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(6, 16)
+        self.norm = nn.LayerNorm(16)
+        self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 16)
+        self.head_norm = layers.LayerNorm(16)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = self.embed(x)
+        x = x + self.fc2(F.gelu(self.fc1(self.norm(x))))
+        return self.head(self.head_norm(x).mean(1))
+
+
+def test_layer_norm_policy_prunes_norm_channels_and_measures_the_change():
+    x = torch.randn(2, 5, 6)
+    exact = Pruner(Mixer(), x)
+    assert {g.name: g.prunable for g in exact.groups}["embed"] == 0   # the default: protected
+    model = Mixer()
+    randomize_norms(model)
+    pruner, plan = prune_check(model, x, layer_norm="prune")
+    assert model.embed.out_features == model.norm.normalized_shape[0] == 8
+    assert model.norm.weight.shape == (8,) and model.head_norm.normalized_shape == (8,)
+    assert model.fc1.out_features == 16
+    assert plan.meta["layer_norm"] == "prune"
+    assert 0 < pruner.output_change == plan.meta["output_change"] < 10

@@ -35,6 +35,7 @@ from leannet import checks, io
 from leannet.errors import LeannetError, UnreachableTarget
 from leannet.measure import count_macs, count_params, latency_ms
 from leannet.prune.criteria import check_criterion
+from leannet.prune.pruner import Pruner
 
 DATA_DRIVEN = frozenset({"mean_activation", "apoz", "taylor"})
 SCHEDULES = ("oneshot", "equal", "geometric")
@@ -244,7 +245,7 @@ class IterativeRun:
             "metric": _summary_metric(metrics), "metrics": metrics}
         self.state = {"fingerprint": self.fingerprint, "baseline": baseline, "pointer": 0,
                       "attempt": 0, "fraction": 1.0, "last_good": None, "steps": [],
-                      "done": False, "current": baseline}
+                      "done": False, "current": baseline, "group_sizes": self._group_sizes()}
 
     def resume(self) -> bool:
         """Load the last completed attempt from the checkpoint folder; False when there is none."""
@@ -275,8 +276,6 @@ class IterativeRun:
     # -- one attempt -----------------------------------------------------------------------
     def _prune_copy(self, proposed: float) -> nn.Module:
         """A pruned copy of the current model whose cost is about `proposed` of the baseline."""
-        from leannet.prune import Pruner
-
         candidate = copy.deepcopy(self.model)
         pruner = Pruner(candidate, self.example_inputs, criterion=self.settings.criterion,
                         **self.settings.pruner_options)
@@ -285,7 +284,8 @@ class IterativeRun:
         # latency is planned by MACs; so are channels when per-layer ratios do the planning
         by_macs = self.cost == "latency" or (self.cost == "channels" and self.settings.layer_keep)
         kind = "macs" if by_macs else self.cost
-        step_target = dataclasses.replace(self.target, **{self.cost: None, kind: relative})
+        step_target = dataclasses.replace(self.target, **{self.cost: None, kind: relative},
+                                          **self._floors())
         if self.calibrate is not None:
             self.calibrate(pruner)
         planner = getattr(candidate, "pruning_plan", None)  # e.g. soft sharing ties its columns
@@ -297,6 +297,16 @@ class IterativeRun:
             plan = pruner.plan(step_target)
         pruner.apply(plan, verify=self.settings.verify)  # also records the plan in the config
         return candidate
+
+    def _floors(self) -> dict[str, Any]:
+        """`min_fraction` as channel floors of the original model's groups: a floor relative to
+        each step's already-pruned layer would compound (0.5 over three steps keeps 12.5%)."""
+        sizes = self.state.get("group_sizes") or {}
+        if not self.target.min_fraction or not sizes:
+            return {}
+        floors = {name: math.ceil(self.target.min_fraction * size - 1e-9)
+                  for name, size in sizes.items()}
+        return {"min_fraction": 0.0, "floors": {**floors, **self.target.floors}}
 
     def _plan_by_layer_ratios(self, pruner: Any, step_target: Any, kind: str) -> Any:
         """A plan that prunes each listed group in proportion to its allowed ratio.
@@ -386,11 +396,17 @@ class IterativeRun:
         elif record["achieved_fraction"] >= previous - 1e-4:
             self.state["pointer"] += 1
 
+    def _group_sizes(self) -> dict[str, int]:
+        """Channels per group of the unpruned model (the reference for per-layer floors)."""
+        if not self.target.min_fraction:
+            return {}
+        options = {k: v for k, v in self.settings.pruner_options.items() if k != "task_weights"}
+        graph = Pruner(copy.deepcopy(self.model), self.example_inputs, **options).graph
+        return {group.name: int(group.size) for group in graph.groups}
+
     def check_reachable(self) -> None:
         """Plan the final target once, by weight magnitude, before any work: floors, protected
         channels and per-layer limits that rule it out are an error now, not after 20 attempts."""
-        from leannet.prune import Pruner
-
         if self.settings.layer_keep or self.cost == "latency":
             return  # planned by bisection / by MACs step by step; each step reports its own limit
         candidate = copy.deepcopy(self.model)

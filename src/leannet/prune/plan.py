@@ -37,6 +37,7 @@ class Target:
     min_fraction: float = 0.0
     round_to: int = 1
     overrides: dict[str, float] = field(default_factory=dict)
+    floors: dict[str, int] = field(default_factory=dict)  # per group: never keep fewer channels
 
     def kind(self) -> tuple[str, float]:
         """The one constrained quantity and its fraction; a clear error otherwise."""

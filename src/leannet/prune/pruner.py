@@ -25,7 +25,10 @@ class Pruner:
     fraction (False). `task_weights`: per-task weights of a dict-output model's losses (taylor).
     `leaf_modules`: block types or names not to trace into (their channels are protected,
     unless a rule knows the type). `rules`: extra LayerRules (instances or classes), which win
-    over the built-in ones for their layer types.
+    over the built-in ones for their layer types. `layer_norm`: "exact" (LayerNorm channels are
+    protected, the default) or "prune" (they are pruned although removing one changes the others'
+    statistics; `apply` then measures the output change, in `output_change` and the plan's meta,
+    and fine-tuning has to recover it).
     """
 
     def __init__(self, model: nn.Module, example_inputs: Any,
@@ -33,7 +36,8 @@ class Pruner:
                  ignore: Iterable[Any] = (), global_ranking: bool = True,
                  task_weights: dict[str, float] | None = None,
                  leaf_modules: Iterable[Any] = (), seed: int = 0,
-                 rules: Iterable[LayerRule | type[LayerRule]] = ()) -> None:
+                 rules: Iterable[LayerRule | type[LayerRule]] = (),
+                 layer_norm: str = "exact") -> None:
         self._criterion = get_criterion(criterion)
         self.model = model
         self.example_inputs = example_inputs
@@ -43,7 +47,8 @@ class Pruner:
         self.task_weights = task_weights
         self.leaf_modules = list(leaf_modules)
         self.seed = seed
-        self.rules = RuleSet(rules)
+        self.rules = RuleSet(rules, layer_norm)
+        self.output_change: float | None = None
         self._stats: ActivationStats | None = None
         self._graph: ChannelGraph | None = None
         self.graph  # trace now: errors surface at construction
@@ -136,6 +141,8 @@ class Pruner:
         groups = plan_groups(graph, scores, target, kept)
         plan = PruningPlan(groups, {"criterion": self._criterion.name or repr(self._criterion),
                                     "target": {kind: fraction}})
+        if self.rules.layer_norm != "exact":
+            plan.meta["layer_norm"] = self.rules.layer_norm
         cost.reset()
         cost.remove(np.nonzero(plan.removed_mask(graph))[0])
         plan.meta.update({"macs_fraction": cost.macs() / cost.macs0 if cost.macs0 else 1.0,
@@ -148,7 +155,10 @@ class Pruner:
         On any error the model is left unchanged."""
         plan = PruningPlan.from_dict(plan)
         removed = plan.removed_mask(self.graph)
-        remove_channels(self.model, self.graph, removed, self.example_inputs, verify)
+        self.output_change = remove_channels(self.model, self.graph, removed,
+                                             self.example_inputs, verify)
+        if self.output_change is not None:
+            plan.meta["output_change"] = self.output_change
         record_plan(self.model, plan.to_dict())
         self._graph, self._stats = None, None
         return self.model
@@ -156,11 +166,14 @@ class Pruner:
 
 def apply_plan(model: nn.Module, plan: PruningPlan | dict, example_inputs: Any,
                verify: bool = False, leaf_modules: Iterable[Any] = (),
-               rules: Iterable[LayerRule | type[LayerRule]] = ()) -> nn.Module:
+               rules: Iterable[LayerRule | type[LayerRule]] = (),
+               layer_norm: str | None = None) -> nn.Module:
     """Replay a plan on a model (e.g. a fresh instance of the same architecture), with the
-    leaf modules and rules the plan was made with."""
+    leaf modules and rules the plan was made with (the LayerNorm policy is read from the plan
+    unless given)."""
     plan = PruningPlan.from_dict(plan)
-    graph = build_graph(model, example_inputs, leaf_modules, RuleSet(rules))
+    policy = layer_norm or plan.meta.get("layer_norm", "exact")
+    graph = build_graph(model, example_inputs, leaf_modules, RuleSet(rules, policy))
     remove_channels(model, graph, plan.removed_mask(graph), example_inputs, verify)
     record_plan(model, plan.to_dict())
     return model

@@ -39,7 +39,7 @@ def _choices(graph: ChannelGraph, scores: dict[str, np.ndarray], target: Target
         s = scores[group.name]
         unprotected = np.nonzero(~group.protected & ~_last_of_members(graph, group, s))[0]
         floor = max(target.min_channels, math.ceil(target.min_fraction * n - 1e-9),
-                    n - len(unprotected))
+                    n - len(unprotected), min(n, target.floors.get(group.name, 0)))
         floor = math.ceil(floor / r) * r
         allowed = [n] + [k for k in range((n - 1) // r * r, floor - 1, -r) if 0 < k < n]
         order = unprotected[np.argsort(s[unprotected], kind="stable")]

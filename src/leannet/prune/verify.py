@@ -56,26 +56,38 @@ def removal_error(model: nn.Module, graph: ChannelGraph, removed: np.ndarray,
 
 
 def remove_channels(model: nn.Module, graph: ChannelGraph, removed: np.ndarray,
-                    example_inputs: Any, verify: bool = True) -> None:
+                    example_inputs: Any, verify: bool = True) -> float | None:
     """Remove the channels whose class roots are marked in `removed`; with verify, prove the
-    result equal to the zeroed model or restore the model and raise naming the group."""
+    result equal to the zeroed model or restore the model and raise naming the group.
+
+    Channels whose removal is not exact (LayerNorm channels under `layer_norm="prune"`) can't be
+    proven: they are cut after the exact ones are verified, and the relative change of the
+    outputs they cause is measured and returned (None when there are none, or without verify)."""
     if not removed.any():
-        return
+        return None
     if not verify:
         remove(model, graph, removed)
-        return
+        return None
+    loose = removed & graph.inexact_mask()
+    exact = removed & ~loose
     modes = {m: m.training for m in model.modules()}
     model.eval()
     snap = snapshot_for(model, graph, removed)
     try:
         with torch.no_grad():
-            error = removal_error(model, graph, removed, example_inputs)
+            before = run_model(model, example_inputs) if loose.any() else None
+            error = removal_error(model, graph, exact, example_inputs) if exact.any() else 0.0
         if error >= TOLERANCE:
             restore(snap)
-            culprit = _culprit(model, graph, removed, example_inputs)
+            culprit = _culprit(model, graph, exact, example_inputs)
             raise LeannetError(f"verification failed for channel group {culprit}: the pruned "
                                f"model differs from the zeroed one by {error:.2e} (relative, "
                                f"limit {TOLERANCE:g}); the model was left unchanged")
+        if before is None:
+            return None
+        remove(model, graph, loose)
+        with torch.no_grad():
+            return relative_error(before, run_model(model, example_inputs))
     except LeannetError:
         raise
     except Exception:

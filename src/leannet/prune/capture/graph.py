@@ -61,6 +61,11 @@ class Member:
         return self.rule.role(self.kind)
 
     @property
+    def exact(self) -> bool:
+        """Whether removing one of its channels leaves the others unchanged."""
+        return self.rule.exact(self.kind)
+
+    @property
     def key(self) -> str:
         return f"{self.module}:{self.kind}:{self.param or ''}"
 
@@ -301,6 +306,15 @@ class ChannelGraph:
         self.protections = ctx.protections
         self.groups = self._build_groups()
         self.by_name = {g.name: g for g in self.groups}
+
+    def inexact_mask(self) -> np.ndarray:
+        """Bool over atoms, true at the class roots whose removal is not exact (channels of a
+        LayerNorm pruned under the non-exact policy)."""
+        mask = np.zeros(self.uf.size, dtype=bool)
+        for member in self.members:
+            if not member.exact:
+                mask[self.uf.roots(member.atoms)] = True
+        return mask
 
     def protect(self, atoms: np.ndarray, where: str, kind: str, why: str) -> None:
         """Protect more atoms after the trace (e.g. `ignore`), and refresh the groups' flags."""

@@ -18,6 +18,9 @@ from leannet.errors import LeannetError
 from leannet.prune.capture.opcall import OpCall
 
 ROLES = ("filter", "input", "scale", "param")
+# "exact": LayerNorm-like channels are protected; "prune": they are pruned, and the output change
+# is measured instead of proven zero.
+LAYER_NORM_POLICIES = ("exact", "prune")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class MemberKind:
 
     slices: tuple[tuple[str, int], ...]
     role: str = "param"
+    exact: bool = True  # False: removing a channel changes the others (a pruned LayerNorm)
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -63,6 +67,9 @@ class LayerRule:
     def role(self, kind: str) -> str:
         return self.kinds[kind].role
 
+    def exact(self, kind: str) -> bool:
+        return self.kinds[kind].exact
+
     def resize(self, module: nn.Module, kinds: set[str]) -> None:
         """Refresh size attributes after the member tensors of `kinds` were sliced."""
 
@@ -91,7 +98,12 @@ class RuleSet:
     """The built-in rules plus a user's own (which win), looked up by a module's type and its
     base classes (nearest first)."""
 
-    def __init__(self, extra: Iterable[LayerRule | type[LayerRule]] = ()) -> None:
+    def __init__(self, extra: Iterable[LayerRule | type[LayerRule]] = (),
+                 layer_norm: str = "exact") -> None:
+        if layer_norm not in LAYER_NORM_POLICIES:
+            raise LeannetError(f"layer_norm={layer_norm!r} must be one of "
+                               f"{', '.join(LAYER_NORM_POLICIES)}")
+        self.layer_norm = layer_norm
         self.extra: dict[type, LayerRule] = {}
         for rule in extra:
             instance = rule() if isinstance(rule, type) else rule

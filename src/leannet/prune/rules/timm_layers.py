@@ -26,7 +26,8 @@ from leannet.prune.capture.labels import channel_atoms
 from leannet.prune.capture.opcall import OpCall
 from leannet.prune.capture.tensor_ops import coupled_along, spatial
 from leannet.prune.rules.base import LayerRule, MemberKind, add_trace_hints, register
-from leannet.prune.rules.torch_nn import BatchNorm, Conv, Elementwise, GroupNorm, Spatial
+from leannet.prune.rules.torch_nn import (BatchNorm, Conv, Elementwise, GroupNorm, Spatial,
+                                          prunable_norm, prune_mixing_norm)
 
 try:
     import timm.layers as layers
@@ -128,10 +129,19 @@ class MixingNorm(LayerRule):
         super().__init__(types)
         self.channels_first = channels_first
 
+    kinds = {"ln": MemberKind((("weight", 0), ("bias", 0)), "scale", exact=False)}
+    attributes = ("normalized_shape",)
+
     def label(self, call: OpCall) -> Any:
+        if prunable_norm(call):
+            label = prune_mixing_norm(self, call, 1 if self.channels_first else -1)
+            return _then_activation(call, label, call.module)
         shape = getattr(call.module, "normalized_shape", (0,))
         dims = [1] if self.channels_first else [-1 - i for i in range(len(shape))]
         return coupled_along(call.only(call.x, call.label), dims)
+
+    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+        m.normalized_shape = (m.weight.shape[0],)
 
     def is_activation(self, module: nn.Module) -> bool:
         act = getattr(module, "act", None)

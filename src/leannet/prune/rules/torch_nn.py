@@ -189,18 +189,54 @@ class GroupNorm(LayerRule):
         m.num_groups = m.num_channels // per_group
 
 
+def prune_mixing_norm(rule: LayerRule, call: OpCall, dim: int) -> Any:
+    """The non-exact LayerNorm policy: the norm's channels along `dim` stay prunable, and its
+    scale and shift follow them in a member whose kind is not exact (statistics change)."""
+    ctx, m = call.ctx, call.module
+    atoms = channel_atoms(ctx.uf, call.label, dim, m.weight.shape[0])
+    ctx.add_member(rule, call.name, "ln", atoms)
+    ctx.add_layer(call.name, None, None, member="ln",
+                  params_per_channel=2 if getattr(m, "bias", None) is not None else 1)
+    return canon(ctx.uf, call.label)
+
+
+def prunable_norm(call: OpCall) -> bool:
+    """Whether the non-exact policy applies: asked for, one normalised dim, a scale to slice."""
+    m = call.module
+    return (call.ctx.rules.layer_norm == "prune" and call.label is not None
+            and len(getattr(m, "normalized_shape", ())) == 1
+            and isinstance(getattr(m, "weight", None), torch.Tensor))
+
+
 @register
 class LayerNorm(LayerRule):
-    """LayerNorm/LRN mix channels in their statistics: removing one changes the rest, so the
-    normalised channels are protected (exact equivalence is the rule)."""
+    """LayerNorm mixes channels in its statistics: removing one changes the rest, so the
+    normalised channels are protected (exact equivalence is the rule). With
+    `layer_norm="prune"` they are pruned (scale and shift follow the channel) and the output
+    change is measured."""
 
-    types = (nn.LayerNorm, nn.LocalResponseNorm, nn.CrossMapLRN2d)
+    types = (nn.LayerNorm,)
+    kinds = {"ln": MemberKind((("weight", 0), ("bias", 0)), "scale", exact=False)}
+    attributes = ("normalized_shape",)
 
     def label(self, call: OpCall) -> Any:
-        m = call.module
-        dims = [int(d) for d in -1 - np.arange(len(m.normalized_shape))] \
-            if isinstance(m, nn.LayerNorm) else [1]
+        if prunable_norm(call):
+            return prune_mixing_norm(self, call, -1)
+        dims = [int(d) for d in -1 - np.arange(len(call.module.normalized_shape))]
         return coupled_along(call.only(call.x, call.label), dims)
+
+    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+        m.normalized_shape = (m.weight.shape[0],)
+
+
+@register
+class LocalResponseNorm(LayerRule):
+    """Local response norms mix neighbouring channels: protected."""
+
+    types = (nn.LocalResponseNorm, nn.CrossMapLRN2d)
+
+    def label(self, call: OpCall) -> Any:
+        return coupled_along(call.only(call.x, call.label), [1])
 
 
 @register
