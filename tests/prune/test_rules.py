@@ -206,3 +206,51 @@ def test_layer_norm_policy_prunes_norm_channels_and_measures_the_change():
     assert model.fc1.out_features == 16
     assert plan.meta["layer_norm"] == "prune"
     assert 0 < pruner.output_change == plan.meta["output_change"] < 10
+
+
+class Signals(nn.Module):
+    """1-d convs, InstanceNorm, Hardswish, upsampling, reflection padding, Flatten/Unflatten."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(2, 16, 3)
+        self.norm = nn.InstanceNorm1d(16, affine=True)
+        self.act, self.up, self.pad = nn.Hardswish(), nn.Upsample(scale_factor=2), \
+            nn.ReflectionPad1d(1)
+        self.conv2 = nn.Conv1d(16, 12, 3)
+        self.flat, self.unflat = nn.Flatten(), nn.Unflatten(1, (12, 12))
+        self.head = nn.Linear(12, 3)
+
+    def forward(self, x):
+        x = self.conv2(self.pad(self.up(self.act(self.norm(self.conv1(x))))))
+        return self.head(self.unflat(self.flat(x)).mean(-1))
+
+
+def test_one_dimensional_layers_and_a_fixed_unflatten():
+    model = Signals()
+    pruner, _ = prune_check(model, torch.randn(2, 2, 8))
+    assert model.conv1.out_channels == model.norm.num_features == model.conv2.in_channels == 8
+    assert model.norm.weight.shape == (8,)
+    assert model.conv2.out_channels == 12   # Unflatten to a fixed (12, 12): protected
+
+
+class Volumes(nn.Module):
+    """Conv3d, BatchNorm3d, MaxPool3d, then a LocalResponseNorm that protects its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.bn, self.pool = nn.Conv3d(1, 8, 3, padding=1), nn.BatchNorm3d(8), \
+            nn.MaxPool3d(2)
+        self.b, self.lrn = nn.Conv3d(8, 6, 1), nn.LocalResponseNorm(3)
+        self.head = nn.Conv3d(6, 2, 1)
+
+    def forward(self, x):
+        return self.head(self.lrn(self.b(self.pool(F.relu(self.bn(self.a(x)))))))
+
+
+def test_three_dimensional_layers_and_local_response_norm():
+    model = Volumes()
+    randomize_norms(model)
+    prune_check(model, torch.randn(1, 1, 4, 4, 4))
+    assert model.a.out_channels == model.bn.num_features == model.b.in_channels == 4
+    assert model.b.out_channels == 6        # LRN mixes neighbouring channels: protected
