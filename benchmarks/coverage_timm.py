@@ -14,6 +14,7 @@ ignored), in the same process on copies of the same weights. Rows go to JSON aft
     nice python benchmarks/coverage_timm.py --out benchmarks/results/coverage_timm.json
     python benchmarks/coverage_timm.py --families efficientnet,ghostnet --runs 0
     python benchmarks/coverage_timm.py --out benchmarks/results/coverage_timm.json --markdown t.md
+    python benchmarks/coverage_timm.py --out all.json --merge part1.json part2.json
 """
 from __future__ import annotations
 
@@ -217,7 +218,18 @@ def main() -> None:
                         help="keep the rows already in --out (families named by --families rerun)")
     parser.add_argument("--markdown", type=Path,
                         help="only write --out's rows as a markdown table to this file")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="only merge the rows of these result files into --out (runs of "
+                             "family subsets made side by side); later files win")
     args = parser.parse_args()
+    if args.merge:
+        data = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
+        rows = {r["family"]: r for r in data["rows"]}
+        for path in args.merge:
+            rows.update({r["family"]: r for r in json.loads(path.read_text())["rows"]})
+        data["rows"] = [rows[f] for f in sorted(rows)]
+        atomic_write_json(args.out, data)
+        return
     if args.markdown:
         atomic_write_text(args.markdown, markdown(json.loads(args.out.read_text())))
         return
