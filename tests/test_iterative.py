@@ -149,3 +149,18 @@ def test_bad_requests_are_refused(trained, digits):
         iterative_prune(trained, finetune, score, Target(macs=0.5), example, criterion="apoz")
     with pytest.raises(LeannetError, match="unknown schedule"):
         iterative_prune(trained, finetune, score, Target(macs=0.5), example, schedule="sometimes")
+
+
+def test_min_fraction_is_a_floor_of_the_original_layers_not_compounded(trained, digits):
+    import copy
+
+    finetune, score = _callables(digits)
+    model = copy.deepcopy(trained)
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first.weight.data *= 1e-3  # l1 ranks this layer's channels lowest at every step
+    before = first.out_channels
+    outcome = iterative_prune(model, finetune, score, Target(channels=0.7, min_fraction=0.5),
+                              torch.randn(2, 1, 8, 8), steps=3, max_drop=1.0)
+    after = next(m for m in outcome.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert [s["status"] for s in outcome.steps].count("accepted") >= 2
+    assert after.out_channels == before // 2  # at the floor, and not below it

@@ -147,3 +147,112 @@ def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(base_model, tmp
     assert [s["metric"] for s in resumed["steps"]] == [s["metric"] for s in whole["steps"]]
     assert resumed["final"]["metric"] == whole["final"]["metric"]
     assert resumed["final"]["macs"] == whole["final"]["macs"]
+
+
+def _weights(run):
+    """The pruned model's tensors, to compare two runs bit for bit."""
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "model" / "weights.safetensors"))
+
+
+def _start_and_kill(base_model, args, run, after_steps):
+    """Start `leannet prune` in a process and kill -9 it once `after_steps` attempts are saved."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, "-m", "leannet", "prune", str(base_model),
+                                *args, "--out", str(run)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        state = run / "state.json"
+        try:
+            if state.is_file() and len(json.loads(state.read_text())["steps"]) >= after_steps:
+                break
+        except (json.JSONDecodeError, OSError):
+            pass
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+TAYLOR = ["--criterion", "taylor", "--target-macs", "0.4", "--steps", "3", "--max-drop", "1",
+          "--seed", "5", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def taylor_whole(base_model, tmp_path_factory):
+    """An uninterrupted taylor run, the reference every resumed run must equal."""
+    from leannet.cli import main
+
+    run = tmp_path_factory.mktemp("taylor") / "whole"
+    main(["prune", str(base_model), *TAYLOR, "--out", str(run)])  # exits only on failure
+    assert (run / "result.json").is_file()
+    return run
+
+
+@pytest.mark.parametrize("after_steps", [1, 2])
+def test_a_taylor_run_killed_at_any_step_resumes_to_identical_weights(
+        base_model, taylor_whole, tmp_path, monkeypatch, capsys, after_steps):
+    run = tmp_path / "killed"
+    _start_and_kill(base_model, TAYLOR, run, after_steps)
+    code, text = _cli(monkeypatch, capsys, "prune", str(base_model), *TAYLOR, "--out", str(run),
+                      "--resume")
+    assert code == 0, text
+    whole = json.loads((taylor_whole / "result.json").read_text())
+    resumed = json.loads((run / "result.json").read_text())
+    assert [s["metric"] for s in resumed["steps"]] == [s["metric"] for s in whole["steps"]]
+    assert (resumed["final"]["macs"], resumed["final"]["params"]) == \
+        (whole["final"]["macs"], whole["final"]["params"])
+    a, b = _weights(taylor_whole), _weights(run)
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+
+def test_resume_with_other_settings_is_refused(base_model, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "killed"
+    _start_and_kill(base_model, TAYLOR, run, 1)
+    other = [a if a != "32" else "16" for a in TAYLOR]  # another --batch-size
+    code, text = _cli(monkeypatch, capsys, "prune", str(base_model), *other, "--out", str(run),
+                      "--resume")
+    assert code == 2 and "different run" in text
+
+
+def test_resume_refuses_a_state_that_points_outside_the_run(base_model, tmp_path, monkeypatch,
+                                                           capsys):
+    run = tmp_path / "killed"
+    _start_and_kill(base_model, TAYLOR, run, 1)
+    state = json.loads((run / "state.json").read_text())
+    state["last_good"] = "../../elsewhere/model"
+    (run / "state.json").write_text(json.dumps(state))
+    code, text = _cli(monkeypatch, capsys, "prune", str(base_model), *TAYLOR, "--out", str(run),
+                      "--resume")
+    assert code == 2 and "not a checkpoint of this run" in text
+
+
+def test_prune_refuses_an_out_folder_that_holds_its_input(base_model, monkeypatch, capsys):
+    before = sorted(p.name for p in base_model.iterdir())
+    for out in (base_model, base_model.parent):
+        code, text = _cli(monkeypatch, capsys, "prune", str(base_model), *PRUNE, "--out",
+                          str(out), "--force")
+        assert code == 2 and "holds the model being pruned" in text
+    assert sorted(p.name for p in base_model.iterdir()) == before
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--max-drop", "nan"], "finite"),
+    (["--max-drop", "inf"], "finite"),
+    (["--lr", "nan"], "finite"),
+    (["--lr", "0"], "--lr must be"),
+    (["--min-fraction", "1.5"], "--min-fraction"),
+    (["--round-to", "0"], "--round-to"),
+    (["--target-macs", "0.001", "--max-drop", "1"], "cannot be reached"),
+])
+def test_guard_and_option_values_are_checked_before_any_work(base_model, tmp_path, monkeypatch,
+                                                             capsys, args, message):
+    defaults = dict(zip(PRUNE[::2], PRUNE[1::2]))
+    defaults.update(dict(zip(args[::2], args[1::2])))
+    flat = [x for kv in defaults.items() for x in kv]
+    code, text = _cli(monkeypatch, capsys, "prune", str(base_model), *flat, "--out",
+                      str(tmp_path / "run"))
+    assert code == 2 and message in text, text
+    assert not (tmp_path / "run").exists()
