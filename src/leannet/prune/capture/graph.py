@@ -260,22 +260,14 @@ class _Labeller(fx.Interpreter):
         if n.op == "call_module":
             rule = ctx.rules.find(ctx.modules[n.target])
             if rule is None or not args or not isinstance(args[0], torch.Tensor):
-                return _unknown(call, "has no layer rule")
+                return call.unknown("has no layer rule")
             return rule.label(call)
         table = FUNCTIONS if n.op == "call_function" else METHODS
         handler = table.get(n.target)
         if handler is None:
             has_tensor = any(isinstance(v, torch.Tensor) for v in tree_leaves(value))
-            return _unknown(call, "is an op leannet can't follow") if has_tensor else None
+            return call.unknown() if has_tensor else None
         return handler(call)
-
-
-def _unknown(call: OpCall, why: str) -> Any:
-    """Protect what an unknown op touches, recording why."""
-    for label in tree_leaves(call.largs) + tree_leaves(call.lkwargs):
-        if isinstance(label, torch.Tensor):
-            call.ctx.protect(label.numpy(), call.node, why)
-    return call.unknown()
 
 
 _ACTIVATION_FUNCTIONS = {"relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",

@@ -56,11 +56,12 @@ class OpCall:
         return OpCall(self.ctx, self.node, self.args, self.kwargs, (label,) + tuple(self.largs[1:]),
                       self.lkwargs, self.value)
 
-    def unknown(self) -> Any:
-        """An op we can't follow: protect every channel it touches; its outputs are fixed."""
+    def unknown(self, why: str = "is an op leannet can't follow") -> Any:
+        """An op we can't follow: protect every channel it touches (remembering why); its
+        outputs are fixed."""
         ctx = self.ctx
         for label in tree_leaves(self.largs) + tree_leaves(self.lkwargs):
             if isinstance(label, torch.Tensor):
-                ctx.uf.protect(label.numpy())
+                ctx.protect(label.numpy(), self.node, why)
         return tree_map(lambda v: constant(ctx.uf, v.dim(), ctx.const_owner(self.node))
                         if isinstance(v, torch.Tensor) else None, self.value)
