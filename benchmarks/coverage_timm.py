@@ -11,9 +11,9 @@ every model on the meta device: minutes); otherwise the list below, made that wa
 Torch-Pruning (`BasePruner`, `GroupMagnitudeImportance(p=1)`, pruning_ratio=0.5, classifier
 ignored), in the same process on copies of the same weights. Rows go to JSON after every model.
 
-    nice python benchmarks/coverage_timm.py --out benchmarks/results/coverage_timm.json
+    nice python benchmarks/coverage_timm.py        # every family -> docs/benchmarks/coverage_timm.json
     python benchmarks/coverage_timm.py --families efficientnet,ghostnet --runs 0
-    python benchmarks/coverage_timm.py --out benchmarks/results/coverage_timm.json --markdown t.md
+    python benchmarks/coverage_timm.py --markdown docs/benchmarks/coverage_timm.md
     python benchmarks/coverage_timm.py --out all.json --merge part1.json part2.json
 """
 from __future__ import annotations
@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=300, help="seconds per tool and model")
     parser.add_argument("--tools", default="leannet,torch_pruning",
                         help="which tools to run (a quick leannet-only pass: --tools leannet)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/coverage_timm.json"))
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/coverage_timm.json"))
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows already in --out (families named by --families rerun)")
     parser.add_argument("--markdown", type=Path,
