@@ -96,10 +96,12 @@ fixed("usage-anchors-k-text", ["anchors", "--data", "digits-detect", "-k", "many
 fixed("usage-prune-steps-text", ["prune", "x", "--steps", "two"])
 
 # option values: NaN, infinities, negatives and zeros where they make no sense
-for option in ("--lr", "--weight-decay", "--warmup-epochs", "--label-smoothing", "--width-mult",
-               "--strength"):
+for option in ("--lr", "--weight-decay", "--warmup-epochs", "--label-smoothing", "--width-mult"):
     for value in ("nan", "inf", "-inf", "-1"):
         fixed(f"train{option}={value}", ["train", option, value, "--epochs", "1", "--out", "OUT"])
+for value in ("nan", "inf", "-inf", "-1"):
+    fixed(f"train--strength={value}", ["train", "--data", "multi-digits", "--sharing", "soft",
+                                       "--strength", value, "--epochs", "1", "--out", "OUT"])
 for option, value in (("--epochs", "0"), ("--epochs", "-3"), ("--batch-size", "0"),
                       ("--image-size", "2"), ("--image-size", "100000"), ("--workers", "-1"),
                       ("--label-smoothing", "1"), ("--seed", "-1")):

@@ -19,6 +19,7 @@ from leannet import io
 from leannet import checks
 from leannet.errors import LeannetError
 from leannet.files import check_out_dir, output_folder
+from leannet.train.kinds import planner_for, task_for
 from leannet.measure import file_size
 from leannet.prune.iterative import (DATA_DRIVEN, STATE_FILE, IterativeResult, iterative_prune,
                                      schedule_fractions, target_cost)
@@ -71,7 +72,6 @@ def open_workbench(model_dir: Path, data: str | None, data_root: Path | None, ba
     """Load the model folder and the data source, and check that they fit each other."""
     from leannet.data import get_source
     from leannet.data.loaders import make_loaders
-    from leannet.train.tasks import task_for
 
     model = io.load(model_dir)
     if data is None:  # the source the model was trained on, as `leannet train` recorded it
@@ -210,7 +210,8 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
             bench.model, finetune, score, target, bench.example_inputs, criterion=job.criterion,
             schedule=job.schedule, steps=job.steps, max_drop=job.max_drop, calibrate=calibrate,
             checkpoint_dir=work, resume=job.resume, seed=job.seed, pruner_options=options,
-            on_attempt=on_attempt, layer_keep=layer_keep, run_label=_run_label(job, bench.data))
+            on_attempt=on_attempt, layer_keep=layer_keep, run_label=_run_label(job, bench.data),
+            planner=planner_for(bench.model))
         result = finish_run(job, work, bench.model, outcome, bench.data)
     return result
 

@@ -11,7 +11,7 @@ from leannet.errors import LeannetError
 from leannet.measure import count_macs
 from leannet.models import create_model
 from leannet.multitask import MultiTask, setup
-from leannet.multitask.prune import prune_tied, tied_plan
+from leannet.multitask.prune import prune_tied, tied_column_planner, tied_plan
 from leannet.prune import Pruner, Target
 from leannet.prune.iterative import iterative_prune
 from leannet.train import evaluate, fit
@@ -121,7 +121,8 @@ def test_iterative_prune_ties_soft_sharing_columns(digits, tmp_path):
         return {t: metrics[f"{t}/accuracy"] for t in ("left", "right")}
 
     outcome = iterative_prune(model, finetune, per_task, Target(macs=0.6), X, criterion="l1",
-                              steps=2, max_drop=1.0, checkpoint_dir=tmp_path / "run")
+                              steps=2, max_drop=1.0, checkpoint_dir=tmp_path / "run",
+                              planner=tied_column_planner(model))
     pruned = outcome.model
     assert outcome.target_reached and [s["status"] for s in outcome.steps] == ["accepted"] * 2
     assert all(p["meta"]["tied_columns"] == ["left", "right"]

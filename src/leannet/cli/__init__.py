@@ -5,16 +5,15 @@ automatically, so adding a command never touches this file.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import pkgutil
 import sys
 from typing import NoReturn, Sequence
 
 import typer
 
 from leannet.errors import LeannetError
+from leannet.plugins import import_modules
 
 app = typer.Typer(
     name="leannet",
@@ -27,10 +26,7 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     """Import every command module in this package and let it add its commands."""
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+    for module in import_modules(__name__, skip=()):
         register = getattr(module, "register", None)
         if register is not None:
             register(app)

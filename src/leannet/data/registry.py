@@ -5,9 +5,7 @@ A source factory is registered under a name or a `prefix:` (for sources that tak
 """
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +13,7 @@ from typing import Any, Callable
 from torch.utils.data import Dataset
 
 from leannet.errors import LeannetError
+from leannet.plugins import import_modules
 
 
 @dataclass
@@ -42,7 +41,6 @@ class SourceEntry:
 
 
 _SOURCES: dict[str, SourceEntry] = {}
-_LOADED = False
 
 
 def register_source(name: str, description: str,
@@ -61,14 +59,7 @@ def register_source(name: str, description: str,
 
 def _load_builtin_sources() -> None:
     """Import every module of `leannet.data` once so their `@register_source` calls run."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    package = importlib.import_module("leannet.data")
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name != "registry":
-            importlib.import_module(f"leannet.data.{info.name}")
+    import_modules("leannet.data")
 
 
 def list_sources() -> dict[str, SourceEntry]:

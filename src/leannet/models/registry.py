@@ -5,15 +5,14 @@ rebuild it from JSON alone, without pickle.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
 
 from leannet.errors import LeannetError
+from leannet.plugins import import_modules
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,6 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-_LOADED = False
 
 
 def register(name: str, description: str = "", default_image_size: int = 224) -> Callable:
@@ -43,14 +41,7 @@ def register(name: str, description: str = "", default_image_size: int = 224) ->
 
 def _load_builtin_models() -> None:
     """Import every module of `leannet.models` once so their `@register` calls run."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    package = importlib.import_module("leannet.models")
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name != "registry":
-            importlib.import_module(f"leannet.models.{info.name}")
+    import_modules("leannet.models")
 
 
 def list_models() -> dict[str, ModelEntry]:

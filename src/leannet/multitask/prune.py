@@ -14,6 +14,7 @@ import numpy as np
 from torch import nn
 
 from leannet.errors import LeannetError
+from leannet.prune import Pruner, PruningPlan
 from leannet.multitask.sharing import SoftSharing
 from leannet.multitask.weighting import check_weights
 
@@ -53,8 +54,6 @@ def tied_plan(model: SoftSharing, example_inputs: Any, target: Any, criterion: s
     `MultiTask.task_losses`). `target` is a leannet.Target; its fraction holds for every column
     and so for the whole model.
     """
-    from leannet.prune import Pruner
-
     _check_soft(model)
     whole = Pruner(model, example_inputs, criterion, ignore=ignore, global_ranking=global_ranking)
     if loader is not None:
@@ -66,8 +65,6 @@ def plan_from_pruner(pruner: Any, target: Any, task_weights: dict[str, float] | 
     """The tied plan from a Pruner over a whole SoftSharing model (calibrated if its criterion
     needs data): column scores summed (weighted by `task_weights`, default the pruner's),
     planned on the first column, copied to every column."""
-    from leannet.prune import Pruner, PruningPlan
-
     model = pruner.model
     _check_soft(model)
     weights = task_weights if task_weights is not None else pruner.task_weights
@@ -90,6 +87,12 @@ def plan_from_pruner(pruner: Any, target: Any, task_weights: dict[str, float] | 
     return tied_plan_
 
 
+def tied_column_planner(model: nn.Module) -> Callable[[Any, Any], Any] | None:
+    """For `iterative_prune(planner=...)`: soft-sharing columns are planned together (one tied
+    plan), any other model by the pruner's own ranking (None)."""
+    return plan_from_pruner if isinstance(model, SoftSharing) else None
+
+
 def _check_soft(model: nn.Module) -> None:
     if not isinstance(model, SoftSharing):
         raise LeannetError(f"a tied plan is for SoftSharing models, not {type(model).__name__}; "
@@ -105,8 +108,6 @@ def _relative(item: Any, task: str) -> Any:
 def prune_tied(model: SoftSharing, example_inputs: Any, target: Any,
                criterion: str | Callable = "l1", verify: bool = True, **options: Any) -> Any:
     """Plan (see `tied_plan`) and apply with verification; apply records the plan for save/load."""
-    from leannet.prune import Pruner
-
     plan = tied_plan(model, example_inputs, target, criterion, **options)
     Pruner(model, example_inputs).apply(plan, verify=verify)
     model.shared_parameter_names()  # the columns still agree in shape

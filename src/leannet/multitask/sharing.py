@@ -6,6 +6,7 @@ or the trace (nuclear) norm of the matrix stacking each layer's parameters (Yang
 """
 from __future__ import annotations
 
+import math
 from itertools import combinations
 from typing import Any, Iterable
 
@@ -62,7 +63,7 @@ class SoftSharing(nn.Module):
         check_task_names(columns, "SoftSharing columns")
         if penalty not in PENALTIES:
             raise LeannetError(f"unknown soft-sharing penalty {penalty!r}; expected 'l2' or 'trace'")
-        if not isinstance(strength, (int, float)) or strength < 0 or strength != strength:
+        if not isinstance(strength, (int, float)) or not math.isfinite(strength) or strength < 0:
             raise LeannetError(f"soft-sharing strength must be a number >= 0, got {strength!r}")
         self.columns = nn.ModuleDict(columns)
         self.penalty_name = penalty
@@ -114,13 +115,6 @@ class SoftSharing(nn.Module):
         """The soft-sharing penalty summed over corresponding parameters (see `l2_penalty`)."""
         fn = l2_penalty if self.penalty_name == "l2" else trace_norm_penalty
         return fn(self.stacked_parameters().values())
-
-    def pruning_plan(self, pruner: Any, target: Any) -> Any:
-        """Plan pruning with one tied plan for every column (see `leannet.multitask.prune`);
-        pruning code calls this instead of `pruner.plan(target)` when a model defines it."""
-        from leannet.multitask.prune import plan_from_pruner
-
-        return plan_from_pruner(pruner, target)
 
     def auxiliary_loss(self) -> Tensor:
         """strength * penalty(); zero (without computing the penalty) when strength is 0."""

@@ -43,6 +43,7 @@ COSTS = ("macs", "params", "latency", "channels")
 STATE_FILE = "state.json"
 
 Metrics = dict[str, float]
+Planner = Callable[[Pruner, Any], Any]  # (pruner, step target) -> PruningPlan
 
 
 @dataclass
@@ -215,8 +216,10 @@ class IterativeRun:
                  example_inputs: torch.Tensor, settings: RunSettings,
                  calibrate: Callable[[Any], Any] | None = None,
                  checkpoint_dir: str | Path | None = None,
-                 on_attempt: Callable[[dict[str, Any]], Any] | None = None) -> None:
+                 on_attempt: Callable[[dict[str, Any]], Any] | None = None,
+                 planner: Planner | None = None) -> None:
         self.model, self.finetune, self.evaluate = model, finetune, evaluate
+        self.planner = planner
         self.target, self.example_inputs, self.settings = target, example_inputs, settings
         self.calibrate, self.on_attempt = calibrate, on_attempt
         self.cost, self.target_fraction = target_cost(target)
@@ -288,9 +291,8 @@ class IterativeRun:
                                           **self._floors())
         if self.calibrate is not None:
             self.calibrate(pruner)
-        planner = getattr(candidate, "pruning_plan", None)  # e.g. soft sharing ties its columns
-        if callable(planner):
-            plan = planner(pruner, step_target)
+        if self.planner is not None:  # e.g. soft sharing ties its columns
+            plan = self.planner(pruner, step_target)
         elif self.settings.layer_keep:
             plan = self._plan_by_layer_ratios(pruner, step_target, kind)
         else:
@@ -413,9 +415,8 @@ class IterativeRun:
         options = {k: v for k, v in self.settings.pruner_options.items() if k != "task_weights"}
         pruner = Pruner(candidate, self.example_inputs, criterion="l1", **options)
         final = dataclasses.replace(self.target, **{self.cost: self.target_fraction})
-        planner = getattr(candidate, "pruning_plan", None)
         try:
-            plan = planner(pruner, final) if callable(planner) else pruner.plan(final)
+            plan = self.planner(pruner, final) if self.planner is not None else pruner.plan(final)
         except UnreachableTarget as err:
             raise UnreachableTarget(f"target {self.cost}={self.target_fraction} cannot be reached "
                                     f"by this model: {err}") from None
@@ -463,8 +464,8 @@ def iterative_prune(model: nn.Module, finetune: Callable[[nn.Module], Any],
                     seed: int = 0, verify: bool = True,
                     pruner_options: dict[str, Any] | None = None,
                     on_attempt: Callable[[dict[str, Any]], Any] | None = None,
-                    run_label: str = "", layer_keep: dict[str, dict[str, float]] | None = None
-                    ) -> IterativeResult:
+                    run_label: str = "", layer_keep: dict[str, dict[str, float]] | None = None,
+                    planner: Planner | None = None) -> IterativeResult:
     """Prune `model` towards `target` in steps, fine-tuning after each, guarded by `max_drop`.
 
     `target` is a leannet.Target with one of macs / params / latency / channels as the fraction
@@ -472,7 +473,9 @@ def iterative_prune(model: nn.Module, finetune: Callable[[nn.Module], Any],
     its baseline value (a dict gives one limit per task). Returns the outcome with the pruned
     model (`result.model`); the model passed in is left untouched. `layer_keep` ({group:
     {"size": original channels, "keep": fraction}}, e.g. from sensitivity analysis) makes each
-    step prune those groups in proportion to (1 - keep): robust layers lose more.
+    step prune those groups in proportion to (1 - keep): robust layers lose more. `planner`
+    replaces `pruner.plan(target)` for models with their own strategy, e.g.
+    `leannet.multitask.prune.tied_column_planner(model)` for soft sharing.
     """
     if steps < 1:
         raise LeannetError(f"steps must be at least 1, got {steps}")
@@ -483,5 +486,5 @@ def iterative_prune(model: nn.Module, finetune: Callable[[nn.Module], Any],
                            pruner_options=dict(pruner_options or {}), run_label=run_label,
                            layer_keep=dict(layer_keep or {}))
     run = IterativeRun(model, finetune, evaluate, target, example_inputs, settings, calibrate,
-                       checkpoint_dir, on_attempt)
+                       checkpoint_dir, on_attempt, planner)
     return run.run(resume=resume)

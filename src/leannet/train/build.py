@@ -1,8 +1,7 @@
 """Build a model and its task for a data source: the glue `leannet train`, `eval` and the demo share.
 
-Classification models get the source's classes, channels and image size (and the small-input
-variant for images up to 64 px); detection and multi-task sources are handed to
-`leannet.detect.setup` and `leannet.multitask.setup`.
+Which model and task a source gets is the business of its task kind (`leannet.train.kinds`):
+classification in `train/kind.py`, detection and multi-task in their own packages.
 """
 from __future__ import annotations
 
@@ -14,55 +13,18 @@ from torch import nn
 
 from leannet.data.registry import DataSource, get_source, list_sources
 from leannet.errors import LeannetError
-from leannet.train.tasks import ClassificationTask, task_for
-
-SMALL_INPUT_MAX = 64
-
-
-def model_kwargs_for(name: str, source: DataSource, width_mult: float | None = None
-                     ) -> dict[str, Any]:
-    """Registry kwargs that fit `name` to a classify `source` (only those the builder accepts)."""
-    from leannet.models import list_models
-
-    models = list_models()
-    if name not in models:
-        raise LeannetError(f"unknown model {name!r}; expected one of {', '.join(models)}")
-    accepted = inspect.signature(models[name].builder).parameters
-    wanted: dict[str, Any] = {"num_classes": source.num_classes,
-                              "in_channels": source.in_channels, "image_size": source.image_size}
-    if "small_input" in accepted:
-        wanted["small_input"] = source.image_size <= SMALL_INPUT_MAX
-    if width_mult is not None:
-        if "width_mult" not in accepted:
-            raise LeannetError(f"model {name!r} has no width multiplier")
-        if width_mult <= 0:
-            raise LeannetError(f"width multiplier must be positive, got {width_mult}")
-        wanted["width_mult"] = float(width_mult)
-    return {k: v for k, v in wanted.items() if k in accepted}
-
+from leannet.train.kinds import BuildOptions, kind_for, task_for
 
 def build_for_source(source: DataSource, model: str, *, width_mult: float | None = None,
                      task: str | None = None, head: str = "v3", sharing: str | None = None,
                      penalty: str | None = None, strength: float | None = None,
                      weighting: str | None = None, label_smoothing: float = 0.0
                      ) -> tuple[nn.Module, Any]:
-    """A fresh model named `model` for `source` and the task that trains it."""
-    kind = task or source.task
-    if kind not in ("classify", "detect", "multitask"):
-        raise LeannetError(f"unknown task {kind!r}; expected classify, detect or multitask")
-    if task == "classify" and source.task != "classify":
-        raise LeannetError(f"data source {source.name!r} is a {source.task} source, not classify")
-    extra = {"width_mult": float(width_mult)} if width_mult is not None else {}
-    if kind == "detect" or source.task == "detect":
-        from leannet.detect.setup import build
-        return build(source, model, extra, head)
-    if sharing is not None or source.task == "multitask":
-        from leannet.multitask.setup import build
-        return build(source, model, extra, sharing, penalty, strength, weighting,
-                     label_smoothing=label_smoothing)
-    from leannet.models import create_model
-    net = create_model(model, **model_kwargs_for(model, source, width_mult))
-    return net, ClassificationTask(label_smoothing)
+    """A fresh model named `model` for `source` and the task that trains it, from the task kind
+    that `task` (default: the source's own) names."""
+    options = BuildOptions(width_mult, head, sharing, penalty, strength, weighting,
+                           label_smoothing)
+    return kind_for(source, task, options).build(source, model, options)
 
 
 def remember_data(model: nn.Module, name: str, root: str | Path | None) -> None:

@@ -16,6 +16,7 @@ from leannet import checks
 from leannet.errors import LeannetError
 from leannet.files import check_out_dir, output_folder
 from leannet.models import list_models
+from leannet.train.kinds import get_kind
 
 
 @dataclass
@@ -47,19 +48,13 @@ class TrainJob:
     device: str | None = None
 
 
-# Defaults per task kind. Detection with SGD at 0.05 diverged (NaN loss by epoch 2, on
-# digits-detect and on coco128); AdamW at 3e-3 with a longer warm-up converges on both.
-RECIPES: dict[str, dict[str, Any]] = {
-    "classify": {"optimizer": "sgd", "warmup_epochs": 1.0},
-    "detect": {"optimizer": "adamw", "warmup_epochs": 3.0},
-}
 OPTIMIZER_DEFAULTS = {"sgd": {"lr": 0.05, "weight_decay": 5e-4},
                       "adamw": {"lr": 3e-3, "weight_decay": 0.05}}
 
 
 def with_recipe(job: TrainJob, task: str) -> TrainJob:
-    """Fill what the user left unset from the task's recipe, then from the optimizer's defaults."""
-    recipe = RECIPES.get(task, RECIPES["classify"])
+    """Fill what the user left unset from the task kind's recipe, then the optimizer's defaults."""
+    recipe = {"optimizer": "sgd", "warmup_epochs": 1.0, **get_kind(task).recipe}
     optimizer = job.optimizer or recipe["optimizer"]
     defaults = OPTIMIZER_DEFAULTS.get(optimizer, OPTIMIZER_DEFAULTS["sgd"])
     warmup = recipe["warmup_epochs"]
@@ -90,8 +85,6 @@ def check_job(job: TrainJob) -> None:
         checks.number("--width-mult", job.width_mult, low=0, low_open=True, high=8)
     if job.image_size is not None:
         checks.number("--image-size", job.image_size, low=8, high=2048, integer=True)
-    if job.strength is not None:
-        checks.number("--strength", job.strength, low=0)
     checks.number("--workers", job.workers, low=0, high=64, integer=True)
     checks.number("--seed", job.seed, low=0, high=2**63 - 1, integer=True)
     checks.device(job.device)

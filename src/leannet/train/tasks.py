@@ -1,11 +1,12 @@
-"""Classification as a Task (cross-entropy loss, accuracy meter) and `task_for`, which picks a task."""
+"""Classification as a Task: cross-entropy loss (optionally label-smoothed) and an accuracy meter."""
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from leannet.errors import LeannetError
+from leannet.train.kinds import task_for  # noqa: F401  (the old home of task_for)
 
 
 class AccuracyMeter:
@@ -37,7 +38,6 @@ class ClassificationTask:
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         if not 0.0 <= label_smoothing < 1.0:
-            from leannet.errors import LeannetError
             raise LeannetError(f"label smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
 
@@ -49,17 +49,3 @@ class ClassificationTask:
         """A fresh accuracy meter."""
         return AccuracyMeter()
 
-
-def task_for(model: nn.Module, source: Any, label_smoothing: float = 0.0) -> Any:
-    """The task matching `source.task`: classification here, multi-task and detection delegated."""
-    kind = getattr(source, "task", "classify")
-    if kind == "classify":
-        return ClassificationTask(label_smoothing)
-    if kind == "multitask":
-        from leannet.multitask.setup import task_for as multitask_task_for
-        return multitask_task_for(model, source)
-    if kind == "detect":
-        from leannet.detect.setup import task_for as detect_task_for
-        return detect_task_for(model, source)
-    from leannet.errors import LeannetError
-    raise LeannetError(f"unknown task kind {kind!r}; expected classify, multitask or detect")
