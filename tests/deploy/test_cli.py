@@ -80,3 +80,18 @@ def test_export_executorch_int8_and_missing_toolchain(digits_model, tmp_path, mo
                        "executorch", "--out", str(tmp_path / "x"))
     assert code == 2 and err.count("\n") == 1 and 'pip install "leannet[deploy]"' in err
     assert not (tmp_path / "x").exists()
+
+
+def test_export_onnx_int8_is_qdq_and_agrees(digits_model, tmp_path, monkeypatch, capsys):
+    import onnx
+
+    out = tmp_path / "onnx-int8"
+    code, text, err = cli(monkeypatch, capsys, "export", str(digits_model), "--precision", "int8",
+                          "--out", str(out))
+    assert code == 0, err
+    path = out / "model-int8.onnx"
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    result = json.loads((out / "result.json").read_text())
+    assert result["precision"] == "int8" and result["agreement"]["top1_agreement"] >= 0.9
+    assert result["latency"]["runtime"] == "onnxruntime" and "IQR" in text
