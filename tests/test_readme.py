@@ -8,7 +8,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
 
 from tests.helpers import run_cli, shared_data
 

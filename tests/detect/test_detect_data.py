@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from leannet.data import get_source
-from leannet.detect.augment import box_augment, detection_collate
-from leannet.detect.images import write_image
+from leannet.data.box_augment import box_augment, detection_collate
+from leannet.data.images import write_image
 from leannet.errors import LeannetError
 from tests.helpers import shared_data
 
@@ -102,7 +102,9 @@ def test_yolo_folder_reads_boxes_backgrounds_and_warns_on_orphans(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         via_yaml = get_source(f"yolo:{tmp_path / 'data.yaml'}", image_size=64)
+        bare_yaml = get_source(str(tmp_path / "data.yaml"), image_size=64)  # as YOLO tools take it
     assert len(via_yaml.val) == 2
+    assert bare_yaml.task == "detect" and len(bare_yaml.train) == len(via_yaml.train)
 
 
 @pytest.mark.parametrize("text,message", [

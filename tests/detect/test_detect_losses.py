@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from leannet.detect.augment import detection_collate
+from leannet.data.box_augment import detection_collate
 from leannet.detect.decode import decode
 from leannet.detect.losses import yolo_loss
 from leannet.models import create_model

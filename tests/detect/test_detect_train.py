@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from leannet.cli import app
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
-from leannet.detect.images import read_image, write_image
+from leannet.data.images import read_image, write_image
 from leannet.detect.setup import build, task_for
 from leannet.errors import LeannetError
 from leannet.io import load

@@ -19,9 +19,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from leannet.data.registry import DataSource, register_source
-from leannet.detect.augment import box_augment, detection_collate, to_input
-from leannet.detect.images import read_image
-from leannet.detect.yolo_format import (find_data_yaml, label_path, list_images, parse_labels,
+from leannet.data.box_augment import box_augment, detection_collate, to_input
+from leannet.data.images import read_image
+from leannet.data.yolo_format import (find_data_yaml, label_path, list_images, parse_labels,
                                         read_data_yaml, to_pixel_boxes)
 from leannet.errors import LeannetError
 

@@ -77,7 +77,8 @@ def get_source(name: str, root: str | Path | None = None, **options: Any) -> Dat
     sources = list_sources()
     arg = None
     key = name
-    if name not in sources and name.lower().endswith((".yaml", ".yml")) and "yolo:" in sources:
+    prefixed = ":" in name and name.split(":", 1)[0] + ":" in sources
+    if not prefixed and name.lower().endswith((".yaml", ".yml")) and "yolo:" in sources:
         key, arg = "yolo:", name  # a data.yaml path, as other YOLO tools take it
     elif name not in sources and ":" in name:
         key, arg = name.split(":", 1)

@@ -11,10 +11,10 @@ import torch
 from rich.progress import Progress
 from torch import nn
 
-from leannet.detect.augment import to_input
+from leannet.data.box_augment import to_input
 from leannet.detect.decode import decode
 from leannet.detect.draw import draw_detections
-from leannet.detect.images import read_image, write_image
+from leannet.data.images import read_image, write_image
 from leannet.errors import LeannetError
 
 

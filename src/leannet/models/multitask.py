@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from leannet.errors import LeannetError
 from leannet.models.registry import create_model, list_models, register
-from leannet.multitask.sharing import HardSharing, SoftSharing, check_task_names
+from leannet.nn.sharing import HardSharing, SoftSharing, check_task_names
 
 
 def make_trunk(name: str, kwargs: dict[str, Any] | None = None, in_channels: int = 1,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn, Tensor
 
+from leannet._torch import eval_mode
 from leannet.errors import LeannetError
 from leannet.models.registry import create_model, register
 from leannet.nn import ConvBNAct, DepthwiseSeparable, GlobalPool
@@ -70,13 +71,10 @@ def _find_taps(features: nn.Sequential, in_channels: int) -> tuple[list[int], li
     size = 256
     x = torch.zeros(1, in_channels, size, size)
     last_at: dict[int, tuple[int, int]] = {}
-    was_training = features.training
-    features.eval()
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(features):
         for index, layer in enumerate(features):
             x = layer(x)
             last_at[size // x.shape[-1]] = (index, x.shape[1])
-    features.train(was_training)
     strides = sorted(last_at)[-3:]
     if len(strides) < 3:
         raise LeannetError("backbone must downsample at least three times for a YOLO head")

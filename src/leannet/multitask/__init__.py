@@ -1,5 +1,5 @@
 """Multi-task learning: hard and soft parameter sharing, loss weighting, the multi-task Task."""
-from leannet.multitask.sharing import HardSharing, SoftSharing, l2_penalty, trace_norm_penalty
+from leannet.nn.sharing import HardSharing, SoftSharing, l2_penalty, trace_norm_penalty
 from leannet.multitask.tasks import MultiTask
 from leannet.multitask.weighting import (
     DynamicWeightAveraging,

@@ -15,7 +15,7 @@ from torch import nn
 
 from leannet.errors import LeannetError
 from leannet.prune import Pruner, PruningPlan
-from leannet.multitask.sharing import SoftSharing
+from leannet.nn.sharing import SoftSharing
 from leannet.multitask.weighting import check_weights
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from leannet.errors import LeannetError
-from leannet.multitask.sharing import check_task_names
+from leannet.nn.sharing import check_task_names
 from leannet.multitask.weighting import Weighting, make_weighting
 from leannet.train.tasks import ClassificationTask
 

@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from leannet import checks, io
+from leannet._torch import seed_all
 from leannet.errors import LeannetError, UnreachableTarget
 from leannet.measure import count_macs, count_params, latency_ms
 from leannet.prune.criteria import check_criterion
@@ -143,11 +143,8 @@ def _summary_metric(metrics: Metrics) -> float:
 
 
 def _reseed(seed: int, attempt: int) -> None:
-    """Seed Python, NumPy and torch from (seed, attempt) so each attempt is reproducible alone."""
-    value = seed * 100_003 + attempt
-    random.seed(value)
-    np.random.seed(value % 2**32)
-    torch.manual_seed(value)
+    """Seed every RNG from (seed, attempt), so each attempt is reproducible alone (resume)."""
+    seed_all(seed * 100_003 + attempt)
 
 
 STATE_KEYS = {"fingerprint": str, "baseline": dict, "pointer": int, "attempt": int,

@@ -9,29 +9,17 @@ import copy
 import json
 import math
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
 import torch
 from torch import nn
 
+from leannet._torch import eval_mode, seed_all, to_device
 from leannet.errors import LeannetError
 from leannet.train.optim import make_optimizer, warmup_cosine
 from leannet.train.progress import epoch_progress, print_epoch
-
-
-def to_device(obj: Any, device: torch.device) -> Any:
-    """Move tensors inside nested dicts, lists and tuples to `device`."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(v, device) for v in obj)
-    return obj
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -47,11 +35,7 @@ def use_all_threads() -> None:
         torch.set_num_threads(os.cpu_count() or 1)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch so a run is reproducible."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+seed_everything = seed_all  # the name fit's callers know
 
 
 @torch.no_grad()
@@ -59,17 +43,13 @@ def evaluate(model: nn.Module, loader: Iterable, task: Any, device: str | torch.
              ) -> dict[str, float]:
     """The task's metrics of `model` over `loader`, in eval mode (the training flag is restored)."""
     device = pick_device(device)
-    was_training = model.training
-    model.to(device).eval()
     if isinstance(task, nn.Module):
         task.to(device)
     meter = task.meter()
-    try:
+    with eval_mode(model.to(device)):
         for inputs, targets in loader:
             outputs = model(to_device(inputs, device))
             meter.update(outputs, to_device(targets, device))
-    finally:
-        model.train(was_training)
     return {k: float(v) for k, v in meter.compute().items()}
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from leannet.errors import LeannetError
-from leannet.io import atomic_write
+from leannet.files import atomic_write
 
 
 def read_image(path: str | Path) -> Tensor:
