@@ -16,27 +16,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from leannet import __version__
 from leannet.errors import LeannetError
 from leannet.files import (atomic_write, atomic_write_json, atomic_write_text,  # noqa: F401
                            follow_umask, prepare_out_dir, recover_dir, replace_dir)
+from leannet.models import create_model, model_input_shape
+from leannet.prune import apply_plan
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 METRICS_FILE = "metrics.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
-
-
-def _version() -> str:
-    from leannet import __version__
-
-    return __version__
-
-
-def record_plan(model: nn.Module, plan: dict[str, Any]) -> None:
-    """Append a pruning plan (JSON dict) to the model's config so save/load can replay it."""
-    config = getattr(model, "leannet_config", None)
-    if config is not None:
-        config.setdefault("plans", []).append(plan)
 
 
 def save(model: nn.Module, path: str | Path, metrics: dict[str, Any] | None = None) -> Path:
@@ -58,7 +48,7 @@ def save(model: nn.Module, path: str | Path, metrics: dict[str, Any] | None = No
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     follow_umask(staging, folder=True)
     try:
-        full_config = {**config, "plans": config.get("plans", []), "leannet_version": _version()}
+        full_config = {**config, "plans": config.get("plans", []), "leannet_version": __version__}
         (staging / CONFIG_FILE).write_text(json.dumps(full_config, indent=2) + "\n")
         tensors = {k: v.detach().to("cpu").clone().contiguous()
                    for k, v in model.state_dict().items()}
@@ -94,16 +84,12 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 def load(path: str | Path) -> nn.Module:
     """Rebuild a model from its folder: architecture, replayed pruning plans, safetensors weights."""
-    from leannet.models import create_model, model_input_shape
-
     path = Path(path)
     config = read_config(path)
     model = create_model(config["name"], **config["kwargs"])
     model.leannet_config.update({k: v for k, v in config.items()  # e.g. the training source
                                  if k not in ("name", "kwargs", "plans", "leannet_version")})
     for plan in config.get("plans", []):
-        from leannet.prune import apply_plan
-
         apply_plan(model, plan, torch.zeros(model_input_shape(model, 2)))  # records it again
     model.load_state_dict(_read_weights(path, model))
     model.eval()

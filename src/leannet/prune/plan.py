@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from leannet.errors import LeannetError
 from leannet.prune.capture.graph import ChannelGraph
@@ -116,3 +117,10 @@ class PruningPlan:
                 raise LeannetError(f"the pruning plan removes protected channels of group {name!r}")
             removed[group.channels[mask]] = True
         return removed
+
+
+def record_plan(model: nn.Module, plan: dict[str, Any]) -> None:
+    """Append a pruning plan (JSON dict) to the model's config so save/load can replay it."""
+    config = getattr(model, "leannet_config", None)
+    if config is not None:
+        config.setdefault("plans", []).append(plan)

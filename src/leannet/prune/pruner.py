@@ -7,11 +7,10 @@ import numpy as np
 from torch import nn
 
 from leannet.errors import LeannetError
-from leannet.io import record_plan
 from leannet.prune.capture.graph import ChannelGraph, ChannelGroup, build_graph
 from leannet.prune.cost import CostModel
 from leannet.prune.criteria import ActivationStats, Criterion, calibrate, get_criterion
-from leannet.prune.plan import PruningPlan, Target
+from leannet.prune.plan import PruningPlan, Target, record_plan
 from leannet.prune.rules import LayerRule, RuleSet
 from leannet.prune.select import plan_groups, select
 from leannet.prune.verify import remove_channels

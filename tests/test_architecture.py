@@ -1,0 +1,99 @@
+"""The rule of the house: imports flow one way, from the ground floor up to the CLI.
+
+Each unit (a top-level module or package of `leannet`) has a floor (docs/architecture.md); a
+unit may import from its own floor or below, never above, whether the import sits at the top of
+a file or inside a function. The few upward imports that remain are listed in KNOWN, each with
+the reason; the test fails on any new one, and on a listed one that has been fixed (so the list
+only shrinks).
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "leannet"
+
+FLOORS = {
+    # 0: ground floor: no leannet imports but each other
+    "errors": 0, "files": 0, "checks": 0, "_torch": 0, "plugins": 0, "leannet": 0,
+    # 1: building blocks and measuring
+    "nn": 1, "measure": 1,
+    # 2: what models and data are
+    "models": 2, "data": 2,
+    # 3: the pruning engine and export of plain models
+    "prune": 3, "export": 3,
+    # 4: model folders (architecture + plans + weights)
+    "io": 4, "checkpoint": 4,
+    # 5: training, with task kinds plugging in from above
+    "train": 5,
+    # 6: task kinds and deployment runtimes
+    "detect": 6, "multitask": 6, "deploy": 6,
+    # 7: jobs: a model folder + a data source + checks
+    "pipeline": 7, "demo": 7, "report": 7, "jobs": 7,
+    # 8: the command line
+    "cli": 8, "__main__": 8,
+}
+
+# (importing module, imported module): why it is still here.
+KNOWN: dict[tuple[str, str], str] = {
+    ("leannet.deploy.job", "leannet.pipeline"): "deploy's jobs reuse the prune job's workbench "
+                                                "(to move with it into a jobs layer)",
+    ("leannet.prune.latency", "leannet.deploy.matrix"): "latency targets are measured in the "
+                                                        "deployment runtimes",
+}
+
+
+def unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "leannet"
+
+
+def module_name(path: Path) -> str:
+    name = ".".join(("leannet", *path.relative_to(SRC).with_suffix("").parts))
+    return name.removesuffix(".__init__")
+
+
+def leannet_imports(path: Path) -> list[str]:
+    """Every leannet module `path` imports, at the top or inside a function."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "leannet":
+                found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] == "leannet"]
+    return found
+
+
+def upward_imports() -> set[tuple[str, str]]:
+    found = set()
+    for path in SRC.rglob("*.py"):
+        name = module_name(path)
+        floor = FLOORS[unit(name)]
+        for target in leannet_imports(path):
+            if FLOORS[unit(target)] > floor:
+                found.add((name, target))
+    return found
+
+
+def test_every_unit_has_a_floor():
+    units = {unit(module_name(p)) for p in SRC.rglob("*.py")}
+    assert units <= set(FLOORS), f"add {sorted(units - set(FLOORS))} to FLOORS and the docs"
+
+
+def test_no_import_points_up():
+    found = upward_imports()
+    new = sorted(found - set(KNOWN))
+    assert not new, "imports that point up a floor: " + ", ".join(f"{a} -> {b}" for a, b in new)
+
+
+def test_known_exceptions_are_still_needed():
+    fixed = sorted(set(KNOWN) - upward_imports())
+    assert not fixed, f"remove these from KNOWN, they are fixed: {fixed}"
+
+
+def test_docs_name_every_floor():
+    text = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    missing = [u for u in FLOORS if u not in ("leannet", "__main__", "jobs", "checkpoint")
+               and f"`{u}" not in text]
+    assert not missing, f"docs/architecture.md does not place {missing}"
