@@ -20,7 +20,7 @@ from leannet import __version__
 from leannet.errors import LeannetError
 from leannet.files import (atomic_write, atomic_write_json, atomic_write_text,  # noqa: F401
                            follow_umask, prepare_out_dir, recover_dir, replace_dir)
-from leannet.models import create_model, model_input_shape
+from leannet.models import create_model, model_config, model_input_shape
 from leannet.prune import apply_plan
 
 CONFIG_FILE = "config.json"
@@ -87,7 +87,7 @@ def load(path: str | Path) -> nn.Module:
     path = Path(path)
     config = read_config(path)
     model = create_model(config["name"], **config["kwargs"])
-    model.leannet_config.update({k: v for k, v in config.items()  # e.g. the training source
+    model_config(model).update({k: v for k, v in config.items()  # e.g. the training source
                                  if k not in ("name", "kwargs", "plans", "leannet_version")})
     for plan in config.get("plans", []):
         apply_plan(model, plan, torch.zeros(model_input_shape(model, 2)))  # records it again

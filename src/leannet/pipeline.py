@@ -18,11 +18,19 @@ from torch import nn
 from leannet import io
 from leannet import checks
 from leannet.errors import LeannetError
+from leannet.models import model_config
 from leannet.files import check_out_dir, output_folder
 from leannet.train.kinds import planner_for, task_for
 from leannet.measure import file_size
 from leannet.prune.iterative import (DATA_DRIVEN, STATE_FILE, IterativeResult, iterative_prune,
                                      schedule_fractions, target_cost)
+from leannet.data import get_source
+from leannet.data.loaders import make_loaders
+from leannet.train.fit import evaluate, fit
+from leannet.prune import Target
+from leannet.prune.sensitivity import ratios_from_sensitivity, sensitivity_analysis
+from leannet.report import plot_sensitivity
+from leannet.report import write_report
 
 SENSITIVITY_FILE = "sensitivity.json"
 
@@ -70,17 +78,15 @@ class Workbench:
 def open_workbench(model_dir: Path, data: str | None, data_root: Path | None, batch_size: int,
                    seed: int = 0) -> Workbench:
     """Load the model folder and the data source, and check that they fit each other."""
-    from leannet.data import get_source
-    from leannet.data.loaders import make_loaders
 
     model = io.load(model_dir)
     if data is None:  # the source the model was trained on, as `leannet train` recorded it
-        recorded = model.leannet_config.get("data") or {}
+        recorded = model_config(model).get("data") or {}
         if not recorded.get("name"):
             raise LeannetError(f"the model in {model_dir} does not record its data source; "
                                "pass --data")
         data, data_root = recorded["name"], data_root or recorded.get("root")
-    channels, height, _ = model.leannet_config["input_shape"]
+    channels, height, _ = model_config(model)["input_shape"]
     source = get_source(data, data_root, image_size=height)
     if source.in_channels != channels:
         raise LeannetError(f"data source {data!r} has {source.in_channels} channel(s) but the model "
@@ -121,8 +127,6 @@ def guard_metrics(task: Any, metrics: dict[str, float]) -> dict[str, float]:
 
 def make_callables(bench: Workbench, job: PruneJob) -> tuple[Callable, Callable, Callable | None]:
     """Fine-tune, evaluate and (for data-driven criteria) calibrate, from leannet's training code."""
-    from leannet.data.loaders import make_loaders
-    from leannet.train.fit import evaluate, fit
 
     def finetune(model: nn.Module) -> None:
         seed = int(torch.randint(0, 2**31 - 1, (1,)))  # drawn from the attempt's reseeded RNG
@@ -193,7 +197,6 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
     Everything is checked before any work; the run folder appears only when the run completes
     (or, killed, as a resumable folder), and a run that fails leaves nothing behind.
     """
-    from leannet.prune import Target
 
     check_prune_job(job)
     target = Target(**job.target, round_to=job.round_to, min_fraction=job.min_fraction)
@@ -261,8 +264,6 @@ def run_sensitivity(model_dir: Path, data: str | None, out: Path, data_root: Pat
                     max_drop: float = 0.01, batch_size: int = 64, force: bool = False,
                     on_group: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """Sensitivity of every prunable group, with per-layer keep fractions for `max_drop`."""
-    from leannet.prune.sensitivity import ratios_from_sensitivity, sensitivity_analysis
-    from leannet.report import plot_sensitivity
 
     for ratio in ratios:
         checks.number("--ratios", ratio, low=0, high=1, low_open=True, high_open=True)
@@ -289,7 +290,6 @@ def finish_run(job: PruneJob, work: Path, original: nn.Module, outcome: Iterativ
                data: str) -> dict[str, Any]:
     """Save the pruned model, write result.json and the report into `work` (the run folder, or
     its staging folder until the run completes); return the result, with the final paths."""
-    from leannet.report import write_report
 
     io.save(outcome.model, work / "model", metrics=outcome.final["metrics"])
     model_dir = job.out / "model"

@@ -16,6 +16,8 @@ import torch
 from leannet.data.multilabel import multitask_tensor_source
 from leannet.data.registry import DataSource, register_source
 from leannet.errors import LeannetError
+from leannet.data.idx import find_idx_folder, standard_places
+from leannet.data.idx import SPLIT_FILES, _find_file, locate, read_idx
 
 CANVAS, DIGIT, SHIFT, OUT = 36, 28, 6, 28
 TASKS = {"left": 10, "right": 10}
@@ -79,7 +81,6 @@ def multi_digits(root: Path | None = None, arg: str | None = None, seed: int = 0
 
 def _available(root: Path | None) -> bool:
     """Whether the MNIST IDX files are at `root` (or a standard place), without downloading."""
-    from leannet.data.idx import find_idx_folder, standard_places
 
     bases = [Path(root)] if root is not None else standard_places("mnist")
     return any(b.is_dir() and find_idx_folder("mnist", b) is not None for b in bases)
@@ -94,7 +95,6 @@ def multi_mnist(root: Path | None = None, arg: str | None = None, seed: int = 0,
 
     MNIST is found as the `mnist` source finds it: in `root`, a standard place, or downloaded.
     """
-    from leannet.data.idx import SPLIT_FILES, _find_file, locate, read_idx
 
     folder = locate("mnist", Path(root) if root is not None else None, download)
     splits = {}

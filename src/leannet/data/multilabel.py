@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from leannet.data.registry import DataSource, register_source
 from leannet.errors import LeannetError
+from leannet.data.transforms import channel_stats
 
 SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "val"}
 
@@ -49,7 +50,6 @@ def multitask_tensor_source(name: str, train: tuple[torch.Tensor, dict[str, torc
 
     `num_classes` is the first task's class count; every task's count is in `extra['tasks']`.
     """
-    from leannet.data.transforms import channel_stats
 
     mean, std = channel_stats(train[0])
     first = next(iter(tasks))

@@ -1,13 +1,13 @@
 """An in-memory dataset of uint8 images and integer labels, normalised to float on access."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch.utils.data import Dataset
-
-if TYPE_CHECKING:
-    from leannet.data.registry import DataSource
+from leannet.data.registry import DataSource
+from leannet.data.transforms import RandomCropFlip, channel_stats, resize_uint8
+from leannet.errors import LeannetError
 
 
 class ImageTensorDataset(Dataset):
@@ -45,9 +45,6 @@ def classification_source(name: str, train: tuple[torch.Tensor, torch.Tensor],
 
     Mean and std come from the training images, so the same source always normalises the same way.
     """
-    from leannet.data.registry import DataSource
-    from leannet.data.transforms import RandomCropFlip, channel_stats, resize_uint8
-    from leannet.errors import LeannetError
 
     if image_size is not None:
         if int(image_size) < 4:

@@ -16,6 +16,8 @@ from leannet.detect.decode import decode
 from leannet.detect.draw import draw_detections
 from leannet.data.images import read_image, write_image
 from leannet.errors import LeannetError
+from leannet.models import model_config
+from leannet.io import atomic_write_json
 
 
 def detect_image(model: nn.Module, image: torch.Tensor, conf: float = 0.25, iou: float = 0.45
@@ -24,7 +26,7 @@ def detect_image(model: nn.Module, image: torch.Tensor, conf: float = 0.25, iou:
     spec = getattr(model, "detect_spec", None)
     if spec is None:
         raise LeannetError("model is not a YOLO detector (no detect_spec)")
-    channels = model.leannet_config["input_shape"][0]
+    channels = model_config(model)["input_shape"][0]
     x = to_input(image, spec.image_size, channels).unsqueeze(0)
     model.eval()
     with torch.no_grad():
@@ -37,7 +39,6 @@ def detect_image(model: nn.Module, image: torch.Tensor, conf: float = 0.25, iou:
 def predict_files(model: nn.Module, images: Sequence[Path], out_dir: Path, conf: float = 0.25,
                   iou: float = 0.45, progress: bool = True) -> list[dict[str, Any]]:
     """Detect, draw and save each image in `out_dir`; write detections.json; return its entries."""
-    from leannet.io import atomic_write_json
 
     if not images:
         raise LeannetError("no images given; expected one or more image files")

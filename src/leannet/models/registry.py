@@ -69,17 +69,25 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     image_size = kwargs.get("image_size", _default_image_size(entry, kwargs))
     in_channels = kwargs.get("in_channels", params["in_channels"].default
                              if "in_channels" in params else 3)
-    model.leannet_config = {
+    config: dict[str, Any] = {
         "name": name,
         "kwargs": dict(kwargs),
         "input_shape": [int(in_channels), int(image_size), int(image_size)],
     }
+    setattr(model, "leannet_config", config)  # noqa: B010 (a plain attribute, not a submodule)
     return model
 
 
 def _default_image_size(entry: ModelEntry, kwargs: dict[str, Any]) -> int:
     """Small-input variants default to 32 px, others to the entry's default."""
     return 32 if kwargs.get("small_input") else entry.default_image_size
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """How a registry model was built (name, kwargs, input shape, plans, data source); {} for a
+    model leannet did not build."""
+    config = getattr(model, "leannet_config", None)
+    return config if isinstance(config, dict) else {}
 
 
 def model_input_shape(model: nn.Module, batch_size: int = 1) -> tuple[int, ...]:

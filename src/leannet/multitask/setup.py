@@ -7,6 +7,7 @@ from torch import nn
 
 from leannet.errors import LeannetError
 from leannet.multitask.tasks import MultiTask
+from leannet.models import create_model
 
 SHARINGS = ("hard", "soft")
 
@@ -32,7 +33,6 @@ def build(source: Any, model: str = "simple_cnn", model_kwargs: dict[str, Any] |
     or "trace" with strength `strength`, default 1e-3). `weighting` is fixed / uncertainty / dwa;
     `task_weights` sets fixed weights per task.
     """
-    from leannet.models import create_model
 
     tasks = source_tasks(source)
     sharing = sharing or "hard"

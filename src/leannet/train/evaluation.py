@@ -5,7 +5,12 @@ from pathlib import Path
 from typing import Any
 
 from leannet.errors import LeannetError
+from leannet.models import model_config
 from leannet.files import check_result_file
+from leannet.data.loaders import make_loaders
+from leannet.io import atomic_write_json, load, read_config
+from leannet.train.build import source_for_model
+from leannet.train.fit import evaluate
 
 
 def evaluate_folder(model_dir: str | Path, data: str | None = None,
@@ -16,10 +21,6 @@ def evaluate_folder(model_dir: str | Path, data: str | None = None,
     With `out`, the result is also written to `out/result.json` (refused if present, unless
     `force`); nothing is written inside the model folder.
     """
-    from leannet.data.loaders import make_loaders
-    from leannet.io import atomic_write_json, load, read_config
-    from leannet.train.build import source_for_model
-    from leannet.train.fit import evaluate
 
     if batch_size < 1:
         raise LeannetError(f"--batch-size must be at least 1, got {batch_size}")
@@ -28,8 +29,8 @@ def evaluate_folder(model_dir: str | Path, data: str | None = None,
         check_result_file(result_path, "eval", force)
     model = load(model_dir)
     recorded = read_config(model_dir).get("data")  # the training source, if `train` recorded it
-    if recorded and "data" not in model.leannet_config:
-        model.leannet_config["data"] = recorded
+    if recorded and "data" not in model_config(model):
+        model_config(model)["data"] = recorded
     source, task = source_for_model(model, data, data_root)
     _, val_loader = make_loaders(source, max(1, batch_size // 2))
     _check_classes(model, source, val_loader, model_dir)

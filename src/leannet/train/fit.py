@@ -20,6 +20,7 @@ from leannet._torch import eval_mode, seed_all, to_device
 from leannet.errors import LeannetError
 from leannet.train.optim import make_optimizer, warmup_cosine
 from leannet.train.progress import epoch_progress, print_epoch
+from leannet.io import atomic_write_text, save
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -144,7 +145,6 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, task: An
 def _write_outputs(out: Path, model: nn.Module, history: list[dict], record: dict,
                    improved: bool) -> None:
     """Rewrite history.jsonl atomically and save the model folder when it is the best so far."""
-    from leannet.io import atomic_write_text, save
 
     text = "".join(json.dumps(r) + "\n" for r in history)
     atomic_write_text(out / "history.jsonl", text)

@@ -17,6 +17,13 @@ from leannet.errors import LeannetError
 from leannet.files import check_out_dir, output_folder
 from leannet.models import list_models
 from leannet.train.kinds import get_kind
+from leannet.data import get_source
+from leannet.data.loaders import make_loaders
+from leannet.io import atomic_write_json
+from leannet.measure import measure
+from leannet.models import model_input_shape
+from leannet.train.build import build_for_source, remember_data
+from leannet.train.fit import fit
 
 
 @dataclass
@@ -102,13 +109,6 @@ def _model_image_size(job: TrainJob) -> int | None:
 
 def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
     """Train as `job` says; returns (and writes to OUT/result.json) what was done, with numbers."""
-    from leannet.data import get_source
-    from leannet.data.loaders import make_loaders
-    from leannet.io import atomic_write_json
-    from leannet.measure import measure
-    from leannet.models import model_input_shape
-    from leannet.train.build import build_for_source, remember_data
-    from leannet.train.fit import fit
 
     check_job(job)
     image_size = job.image_size or _model_image_size(job)
