@@ -11,9 +11,11 @@ Two kinds of case:
 
 Every latency is `leannet.measure.time_latencies` (median, IQR, min-max): all files of a case
 are built first, then timed together in interleaved rounds, so load from other jobs on the
-machine hits every row alike and the ratios are fair. Results are written to JSON after every row; run one case per call to stay short:
+machine hits every row alike and the ratios are fair. JSON is written per case; run one case
+per call to stay short:
 
     nice -n 10 python benchmarks/deploy.py --case digits --out benchmarks/results/deploy_digits.json
+    (or `--model-dirs TRAINED PRUNED` for model folders made by `leannet train` / `prune`)
     nice -n 10 python benchmarks/deploy.py --case mobilenet_v2_224 \
         --out benchmarks/results/deploy_mobilenet_v2_224.json
     nice -n 10 python benchmarks/deploy.py --case mobilenet_v2_224 --variants irregular \
@@ -27,7 +29,6 @@ import argparse
 import copy
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from leannet.deploy.job import DeployJob, run_deploy_job, speedups
+from leannet.deploy.job import speedups
 from leannet.deploy.matrix import build_matrix
 from leannet.io import atomic_write_json
 from leannet.measure import count_macs, count_params, time_latencies
@@ -86,7 +87,7 @@ def latency_case(name: str, build: Callable[[], nn.Module], size: int, args, row
         model = builders[variant]()
         results, timed = build_matrix(model, example, RUNTIMES, ("fp32", "int8"),
                                       threads=args.threads, calibration=calibration,
-                                      on_stage=lambda s: console.print(f"{name} {variant}: {s}"))
+                                      on_stage=lambda s, v=variant: console.print(f"{name} {v}: {s}"))
         items |= {(len(built), i): item for i, item in timed.items()}
         built.append((variant, model, results))
     # every file of every variant timed together, in interleaved rounds: fair ratios under load
@@ -103,34 +104,61 @@ def latency_case(name: str, build: Callable[[], nn.Module], size: int, args, row
 
 
 def digits_case(args, rows: list) -> None:
-    """Train the demo model, prune it with rounding to 8, deploy both with accuracy."""
+    """The demo model trained on digits and pruned with rounding to 8 (or the two model folders
+    given by --model-dirs), every runtime x precision scored on the validation split, all files
+    timed together."""
+    from leannet.deploy.quantize import calibration_batches, quantize_ptq
+    from leannet.deploy.score import evaluate_session
+    from leannet.pipeline import guard_metrics, open_workbench
+    from leannet.train.fit import evaluate
+
+    folders = args.model_dirs or _train_and_prune()
+    built, items = [], {}
+    for variant, folder in zip(("baseline", "pruned 50% MACs, round 8"), folders):
+        bench = open_workbench(Path(folder), "digits", None, batch_size=64)
+        model, task = bench.model.eval(), bench.task
+        example = torch.zeros(1, *model.leannet_config["input_shape"])
+        calibration = calibration_batches(bench.train_loader, 8)
+        quantized = quantize_ptq(model, example, calibration)
+
+        def score(session, model=model, bench=bench):
+            return guard_metrics(bench.task, evaluate_session(session, model, bench.val_loader,
+                                                              bench.task))
+
+        results, timed = build_matrix(model, example, RUNTIMES, ("fp32", "int8"),
+                                      threads=args.threads, calibration=calibration,
+                                      check_inputs=next(iter(bench.val_loader))[0][:64],
+                                      evaluate=score, quantized=quantized,
+                                      on_stage=lambda s, v=variant: console.print(f"digits {v}: {s}"))
+        items |= {(len(built), i): item for i, item in timed.items()}
+        built.append((variant, model, example, results, {
+            "fp32_metrics": guard_metrics(task, evaluate(model, bench.val_loader, task)),
+            "int8_reference_metrics": guard_metrics(task, evaluate(quantized, bench.val_loader,
+                                                                   task))}))
+    console.print(f"digits: timing {len(items)} files together")
+    for (v, i), latency in time_latencies(items, threads=args.threads, runs=args.runs,
+                                          rounds=args.rounds).items():
+        built[v][3][i]["latency"] = latency.to_dict()
+    for variant, model, example, results, metrics in built:
+        rows.append({"case": "digits", "variant": variant, "params": count_params(model),
+                     "macs": count_macs(model, example),
+                     "calibration": "digits train, 8 batches of 64", "threads": args.threads,
+                     **metrics, "runtimes": _slim(results), "speedups": speedups(results),
+                     "timing": "interleaved across variants"})
+    atomic_write_json(args.out, rows)
+
+
+def _train_and_prune() -> list[Path]:
+    """The demo's training recipe, then leannet prune to 50% MACs, widths rounded to 8."""
     from leannet.demo import DemoConfig, train_stage
-    from leannet.io import save
     from leannet.pipeline import PruneJob, run_prune_job
 
     work = Path(tempfile.mkdtemp(prefix="leannet-deploy-bench-"))
-    config = DemoConfig()
-    model, _, stage = train_stage(work, config, progress=False)
-    save(model, work / "model")
+    train_stage(work, DemoConfig(), progress=False)
     job = PruneJob(work / "model", "digits", work / "pruned", criterion="taylor",
                    target={"macs": 0.5}, max_drop=0.01, steps=2, finetune_epochs=3, lr=0.001,
                    optimizer="adamw", round_to=8, seed=0)
-    pruned = run_prune_job(job)
-    console.print(f"pruned: {pruned['final']['macs'] / pruned['baseline']['macs']:.1%} of MACs, "
-                  f"accuracy {pruned['baseline']['metric']:.4f} -> {pruned['final']['metric']:.4f}")
-    for variant, folder in (("baseline", work / "model"),
-                            ("pruned 50% MACs, round 8", Path(pruned["model"]))):
-        started = time.perf_counter()
-        result = run_deploy_job(DeployJob(folder, work / f"deploy-{len(rows)}", "digits",
-                                          threads=args.threads, runs=args.runs),
-                                on_stage=lambda s: console.print(f"digits {variant}: {s}"))
-        rows.append({"case": "digits", "variant": variant, "params": result["params"],
-                     "macs": result["macs"], "calibration": "digits train, 8 batches of 64",
-                     "threads": args.threads, "fp32_metrics": result["fp32_metrics"],
-                     "int8_reference_metrics": result.get("int8_reference_metrics"),
-                     "runtimes": _slim(result["runtimes"]), "speedups": result["speedups"],
-                     "seconds": round(time.perf_counter() - started, 1)})
-        atomic_write_json(args.out, rows)
+    return [work / "model", Path(run_prune_job(job)["model"])]
 
 
 def _slim(results: list[dict]) -> list[dict]:
@@ -138,6 +166,16 @@ def _slim(results: list[dict]) -> list[dict]:
     keep = ("runtime", "precision", "latency", "size_bytes", "parity", "agreement", "metrics",
             "skipped")
     return [{k: r[k] for k in keep if k in r} for r in results]
+
+
+def _cell(row: dict) -> str:
+    latency = row.get("latency")
+    return (f"{latency['median_ms']:.3g} ({latency['q1_ms']:.3g}-{latency['q3_ms']:.3g})"
+            if latency else "-")
+
+
+def _accuracy(row: dict) -> str:
+    return f"{next(iter(row['metrics'].values())):.4f}" if row.get("metrics") else "-"
 
 
 def print_table(rows: list[dict]) -> None:
@@ -152,12 +190,10 @@ def print_table(rows: list[dict]) -> None:
         by = {(x["runtime"], x["precision"]): x for x in row["runtimes"]}
         for runtime in RUNTIMES:
             fp32, int8 = by.get((runtime, "fp32"), {}), by.get((runtime, "int8"), {})
-            cell = lambda x: (f"{x['latency']['median_ms']:.3g} ({x['latency']['q1_ms']:.3g}-"
-                              f"{x['latency']['q3_ms']:.3g})" if "latency" in x else "-")
+            cell = _cell
             best = int8 if "latency" in int8 else fp32
             ref = baseline.get((row["case"], runtime))
-            acc = lambda x: (f"{next(iter(x['metrics'].values())):.4f}" if x.get("metrics")
-                             else "-")
+            acc = _accuracy
             table.add_row(row["case"], row["variant"], f"{row['macs'] / 1e6:.1f}M", runtime,
                           cell(fp32), cell(int8),
                           (f"{fp32['latency']['median_ms'] / int8['latency']['median_ms']:.2f}"
@@ -178,6 +214,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--variants", default="baseline,round16",
                         help="Latency cases: baseline, round16, irregular (comma-separated).")
+    parser.add_argument("--model-dirs", nargs=2, type=Path, default=None,
+                        help="digits: trained and pruned model folders (skips training).")
     parser.add_argument("--append", action="store_true", help="Add rows to an existing --out.")
     parser.add_argument("--print-only", action="store_true", help="Table from an existing --out.")
     args = parser.parse_args()

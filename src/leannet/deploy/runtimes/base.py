@@ -41,8 +41,9 @@ class Session(ABC):
         parts = [self._run(inputs[i:i + step]) for i in range(0, inputs.shape[0], step)]
         return [np.concatenate(outs)[:count] for outs in zip(*parts)]
 
-    def set_threads(self, threads: int) -> None:
+    def set_threads(self, threads: int) -> None:  # noqa: B027 (optional hook)
         """Pin the runtime's thread pool (sessions that fix it at load time ignore this)."""
+        return None
 
 
 class Runtime(ABC):
