@@ -199,7 +199,9 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
     """
 
     check_prune_job(job)
-    target = Target(**job.target, round_to=job.round_to, min_fraction=job.min_fraction)
+    (kind, fraction), = job.target.items()
+    options: dict[str, Any] = {kind: fraction}
+    target = Target(round_to=job.round_to, min_fraction=job.min_fraction, **options)
     target_cost(target)
     schedule_fractions(0.5, job.steps, job.schedule)
     bench = open_workbench(job.model_dir, job.data, job.data_root, job.batch_size, job.seed)
@@ -291,6 +293,7 @@ def finish_run(job: PruneJob, work: Path, original: nn.Module, outcome: Iterativ
     """Save the pruned model, write result.json and the report into `work` (the run folder, or
     its staging folder until the run completes); return the result, with the final paths."""
 
+    assert outcome.model is not None  # iterative_prune always returns its final model
     io.save(outcome.model, work / "model", metrics=outcome.final["metrics"])
     model_dir = job.out / "model"
     result = outcome.to_dict()

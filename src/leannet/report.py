@@ -46,6 +46,7 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict | None, dict | None]:
     result = _read_json(run_dir / "result.json", required=sensitivity is None)
     if sensitivity is not None and (result is None or not {"baseline", "steps"} & set(result)):
         return None, sensitivity
+    assert result is not None  # required when there is no sensitivity.json
     _check_result(result, run_dir)
     return result, sensitivity
 
@@ -114,9 +115,11 @@ def plot_metric_vs_macs(result: dict, path: Path, metric_name: str = "metric") -
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
     base = result["baseline"]
-    xs, ys = [_mmacs(base)], [base.get("metric")]
+    xs: list[Any] = [_mmacs(base)]
+    ys: list[Any] = [base.get("metric")]
     for step in (s for s in result["steps"] if s["status"] in PLOTTED):
-        x, y = _mmacs(step), step.get("metric")
+        x: Any = _mmacs(step)
+        y: Any = step.get("metric")
         if step["status"] == "accepted":
             xs.append(x)
             ys.append(y)
@@ -290,6 +293,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     run_dir = Path(run_dir)
     result, sensitivity = read_run(run_dir)
     if result is None:
+        assert sensitivity is not None  # read_run returns at least one of the two
         return _write_sensitivity_report(run_dir, sensitivity)
     metric_name = _metric_name(result, sensitivity)
     about = ", ".join(f"{label} `{result[key]}`" for key, label in RUN_FIELDS

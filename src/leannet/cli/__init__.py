@@ -83,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except Exception as err:
-        if callable(getattr(err, "format_message", None)) and hasattr(err, "exit_code"):
-            message = err.format_message()  # a usage error: unknown command, bad option value
+        format_message = getattr(err, "format_message", None)
+        if callable(format_message) and hasattr(err, "exit_code"):
+            message = str(format_message())  # a usage error: unknown command, bad option value
             if message.startswith("No such command"):
                 message += f" Commands: {', '.join(_command_names())}."
             _fail(message, 2)

@@ -86,9 +86,12 @@ def prune(
     weights = parse_task_values(task_weights, "--task-weights")
     if weights is not None and not isinstance(weights, dict):
         raise LeannetError("--task-weights needs names, e.g. 'left=1,right=2'")
+    drop = parse_task_values(max_drop, "--max-drop")
+    if drop is None:
+        raise LeannetError("--max-drop needs a number, or one per task like 'left=0.01,right=0.01'")
     job = PruneJob(model, data, out, data_root=data_root, criterion=criterion,
                    target=_target(target_macs, target_params, target_latency, target_channels),
-                   max_drop=parse_task_values(max_drop, "--max-drop"), steps=steps,
+                   max_drop=drop, steps=steps,
                    schedule=schedule, finetune_epochs=finetune_epochs, lr=lr,
                    optimizer=optimizer, batch_size=batch_size, round_to=round_to,
                    min_fraction=min_fraction, task_weights=weights, resume=resume, force=force,

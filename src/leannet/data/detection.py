@@ -32,7 +32,7 @@ Augment = Callable[[Tensor, dict], tuple[Tensor, dict]] | None
 
 def _tight_crops(images: np.ndarray) -> list[Tensor]:
     """Each uint8 (H, W) digit cropped to the rows and columns that hold ink."""
-    rows, cols = images.any(2), images.any(1)
+    rows, cols = np.asarray(images.any(2)), np.asarray(images.any(1))
     top, left = rows.argmax(1), cols.argmax(1)
     bottom = images.shape[1] - rows[:, ::-1].argmax(1)
     right = images.shape[2] - cols[:, ::-1].argmax(1)
@@ -47,17 +47,19 @@ def _digit_pools(root: Path | None) -> tuple[Pool, Pool]:
     """Train and val pools: MNIST's own split under root, else sklearn's digits split 80/20."""
     mnist = _find_mnist(root)
     if mnist is not None:
-        return tuple((_tight_crops(_idx(mnist / f"{p}-images-idx3-ubyte.gz")),
-                      torch.from_numpy(_idx(mnist / f"{p}-labels-idx1-ubyte.gz")).long())
-                     for p in ("train", "t10k"))
+        train, val = ((_tight_crops(_idx(mnist / f"{p}-images-idx3-ubyte.gz")),
+                       torch.from_numpy(_idx(mnist / f"{p}-labels-idx1-ubyte.gz")).long())
+                      for p in ("train", "t10k"))
+        return train, val
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     images = (bunch.images * 255 / 16).round().astype(np.uint8)
     order = np.random.default_rng(0).permutation(len(images))
     cut = int(0.8 * len(images))
-    return tuple((_tight_crops(images[idx]), torch.from_numpy(bunch.target[idx]).long())
-                 for idx in (order[:cut], order[cut:]))
+    train, val = ((_tight_crops(images[idx]), torch.from_numpy(bunch.target[idx]).long())
+                  for idx in (order[:cut], order[cut:]))
+    return train, val
 
 
 def _find_mnist(root: Path | None) -> Path | None:

@@ -51,6 +51,14 @@ def read_idx(path: Path, ndim: int) -> torch.Tensor:
     return torch.from_numpy(array.copy())
 
 
+def need_file(folder: Path, stem: str) -> Path:
+    """`_find_file`, or a one-line error naming the file that is missing."""
+    found = _find_file(folder, stem)
+    if found is None:
+        raise LeannetError(f"{folder} has no {stem} (or {stem}.gz)")
+    return found
+
+
 def _find_file(folder: Path, stem: str) -> Path | None:
     """`stem` or `stem.gz` in folder, or with torchvision's dotted names (`train-images.idx3-ubyte`)."""
     for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx"),
@@ -114,8 +122,8 @@ def _load(name: str, root: Path | None, image_size: int | None, augment: bool,
     folder = locate(name, root, download)
     splits = {}
     for split, (images_stem, labels_stem) in SPLIT_FILES.items():
-        images = read_idx(_find_file(folder, images_stem), 3).unsqueeze(1)
-        labels = read_idx(_find_file(folder, labels_stem), 1).long()
+        images = read_idx(need_file(folder, images_stem), 3).unsqueeze(1)
+        labels = read_idx(need_file(folder, labels_stem), 1).long()
         if len(images) != len(labels):
             raise LeannetError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels")
         if len(labels) and (labels.min() < 0 or labels.max() > 9):

@@ -19,13 +19,15 @@ def make_loaders(source: DataSource, batch_size: int, seed: int = 0, workers: in
         raise LeannetError(f"batch size must be at least 1, got {batch_size}")
     if workers < 0:
         raise LeannetError(f"workers must be >= 0, got {workers}")
-    if len(source.train) == 0 or len(source.val) == 0:
+    train_size, val_size = len(source.train), len(source.val)  # type: ignore[arg-type]
+    if train_size == 0 or val_size == 0:
         raise LeannetError(f"data source {source.name!r} has an empty train or validation set")
     generator = torch.Generator().manual_seed(seed)
     collate = source.extra.get("collate_fn")
-    common = {"num_workers": workers, "collate_fn": collate,
-              "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available()}
+    pin = torch.cuda.is_available()
     train = DataLoader(source.train, batch_size=batch_size, shuffle=True, generator=generator,
-                       drop_last=len(source.train) % batch_size == 1, **common)
-    val = DataLoader(source.val, batch_size=batch_size * 2, shuffle=False, **common)
+                       drop_last=train_size % batch_size == 1, num_workers=workers,
+                       collate_fn=collate, persistent_workers=workers > 0, pin_memory=pin)
+    val = DataLoader(source.val, batch_size=batch_size * 2, shuffle=False, num_workers=workers,
+                     collate_fn=collate, persistent_workers=workers > 0, pin_memory=pin)
     return train, val

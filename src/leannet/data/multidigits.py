@@ -17,7 +17,7 @@ from leannet.data.multilabel import multitask_tensor_source
 from leannet.data.registry import DataSource, register_source
 from leannet.errors import LeannetError
 from leannet.data.idx import find_idx_folder, standard_places
-from leannet.data.idx import SPLIT_FILES, _find_file, locate, read_idx
+from leannet.data.idx import SPLIT_FILES, locate, need_file, read_idx
 
 CANVAS, DIGIT, SHIFT, OUT = 36, 28, 6, 28
 TASKS = {"left": 10, "right": 10}
@@ -99,8 +99,8 @@ def multi_mnist(root: Path | None = None, arg: str | None = None, seed: int = 0,
     folder = locate("mnist", Path(root) if root is not None else None, download)
     splits = {}
     for split, (images_stem, labels_stem) in SPLIT_FILES.items():
-        images = read_idx(_find_file(folder, images_stem), 3).numpy()
-        labels = read_idx(_find_file(folder, labels_stem), 1).numpy()
+        images = read_idx(need_file(folder, images_stem), 3).numpy()
+        labels = read_idx(need_file(folder, labels_stem), 1).numpy()
         if images.shape[1:] != (DIGIT, DIGIT) or len(images) != len(labels):
             raise LeannetError(f"MNIST files in {folder} have unexpected shapes {images.shape}")
         size = train_size if split == "train" else val_size

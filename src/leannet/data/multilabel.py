@@ -92,7 +92,7 @@ def _load_images(folder: Path, rows: list[dict[str, str]], size: int, channels: 
         file = folder / row["file"]
         try:
             with Image.open(file) as image:
-                array = np.asarray(image.convert(mode).resize((size, size), Image.BILINEAR))
+                array = np.asarray(image.convert(mode).resize((size, size), Image.Resampling.BILINEAR))
         except (OSError, ValueError) as err:
             raise LeannetError(f"cannot read image {file} listed in the CSV ({err})") from None
         out[i] = torch.from_numpy(array.reshape(size, size, channels).copy()).permute(2, 0, 1)

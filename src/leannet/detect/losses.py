@@ -8,7 +8,7 @@ All return the total divided by the batch size, plus a dict of the parts.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ Targets = Sequence[Mapping[str, Tensor]]
 
 
 def yolo_loss(outputs: Mapping[str, Tensor], targets: Targets, spec: DetectSpec,
-              **options: float | None) -> tuple[Tensor, dict[str, float]]:
+              **options: Any) -> tuple[Tensor, dict[str, float]]:
     """The loss of the spec's head: (total / batch size, parts); options go to that head's loss."""
     levels = level_outputs(outputs, spec)
     img, labels, boxes = flatten_targets(targets, levels[0].raw.device)
@@ -109,7 +109,8 @@ def _assign(boxes: Tensor, anchors: Tensor, match_iou: float | None) -> tuple[Te
         pos[torch.arange(len(boxes), device=boxes.device), iou.argmax(1)] = True
     if match_iou is not None:
         pos |= iou > match_iou
-    return pos.nonzero(as_tuple=True)
+    box_index, anchor_index = pos.nonzero(as_tuple=True)
+    return box_index, anchor_index
 
 
 def _ignore_mask(levels: list[LevelOutput], img: Tensor, boxes: Tensor, threshold: float

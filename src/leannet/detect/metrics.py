@@ -34,7 +34,9 @@ def _xywh(boxes: Any) -> list[list[float]]:
 def coco_dicts(predictions: Sequence[Mapping], targets: Sequence[Mapping], num_classes: int
                ) -> tuple[dict, list[dict]]:
     """Ground truth as a COCO dataset dict and predictions as a COCO results list."""
-    images, annotations, results = [], [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
+    results: list[dict] = []
     for image_id, (pred, target) in enumerate(zip(predictions, targets)):
         images.append({"id": image_id})
         for box, label in zip(_xywh(target["boxes"]), torch.as_tensor(target["labels"]).tolist()):

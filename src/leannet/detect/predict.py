@@ -43,8 +43,9 @@ def predict_files(model: nn.Module, images: Sequence[Path], out_dir: Path, conf:
     if not images:
         raise LeannetError("no images given; expected one or more image files")
     loaded = [(path, read_image(path)) for path in images]  # fail before writing anything
-    names = list(model.detect_spec.class_names)
-    entries, used = [], set()
+    names = list(getattr(model, "detect_spec").class_names)  # noqa: B009 (typed as Any)
+    entries: list[dict] = []
+    used: set[str] = set()
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("predicting", total=len(loaded))
         for path, image in loaded:

@@ -93,7 +93,7 @@ def soft_sharing(tasks: dict[str, int], column: str = "simple_cnn",
     `penalize_heads`; with different class counts per task their shapes could not be compared.
     """
     tasks = _check_tasks(tasks)
-    columns = {}
+    columns: dict[str, nn.Module] = {}
     for t, n in tasks.items():
         body, width = make_trunk(column, column_kwargs, in_channels, image_size)
         columns[t] = Column(body, make_head(width, n, head_hidden))

@@ -149,7 +149,9 @@ def _init_prediction_bias(model: YOLO) -> None:
     """Objectness biases start at a 1% prior, v3 class biases at 1/C (as YOLOv5 does)."""
     prior = math.log(OBJECT_PRIOR / (1 - OBJECT_PRIOR))
     spec = model.spec
-    for conv in model.predict:
+    for conv in model.predict.modules():
+        if not isinstance(conv, nn.Conv2d) or conv.bias is None:
+            continue
         nn.init.normal_(conv.weight, 0, 0.01)
         nn.init.zeros_(conv.bias)
         with torch.no_grad():

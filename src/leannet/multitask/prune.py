@@ -35,12 +35,12 @@ def tied_scores(pruner: Any, model: SoftSharing,
     """Per relative group name, the weighted sum over columns of each column's channel scores."""
     tasks = model.task_names
     weights = check_weights(task_weights, tasks, "task weights")
-    tied = {}
+    tied: dict[str, np.ndarray] = {}
     for name, per_task in _column_scores(pruner.scores(), tasks).items():
         if set(per_task) != set(tasks) or len({v.shape for v in per_task.values()}) != 1:
             raise LeannetError(f"channel group {name!r} differs between the soft-sharing columns; "
                                "a tied plan needs columns of one architecture and equal widths")
-        tied[name] = sum(weights[t] * per_task[t] for t in tasks)
+        tied[name] = np.sum([weights[t] * per_task[t] for t in tasks], axis=0)
     return tied
 
 

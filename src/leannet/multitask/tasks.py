@@ -39,7 +39,7 @@ class MultiTask(nn.Module):
                           else make_weighting(weighting, self.tasks, weights))
         metrics = {s.main_metric for s in self.subtasks.values()}
         self.main_metric = f"mean_{metrics.pop()}" if len(metrics) == 1 else "mean_metric"
-        self._epoch_sums = {t: 0.0 for t in self.tasks}
+        self._epoch_sums: dict[str, Tensor | float] = {t: 0.0 for t in self.tasks}
         self._epoch_batches = 0
 
     def task_losses(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -44,7 +44,7 @@ class Weighting(nn.Module):
 
     def forward(self, losses: dict[str, Tensor]) -> Tensor:
         w = self.weights()
-        return sum(w[t] * losses[t] for t in self.tasks)
+        return torch.stack([w[t] * losses[t] for t in self.tasks]).sum()
 
     def on_epoch_end(self, epoch_losses: dict[str, float]) -> None:
         """Receive the epoch's mean training loss per task (DWA adapts; others ignore it)."""

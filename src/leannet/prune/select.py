@@ -189,7 +189,21 @@ def _global(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
             high = mid
         else:
             low = mid + 1
-    return kept_after(low)
+    return _give_back(choices, free, units[:low], kept_after(low), kind, fraction, cost)
+
+
+def _give_back(choices, free, taken, kept, kind, fraction, cost, trials: int = 64
+               ) -> dict[str, int]:
+    """The last unit of the prefix may overshoot (one channel of a small early layer can be 6%
+    of a model's MACs): give back the most important units the target can spare. Only a group's
+    last-removed unit can return, so every group still loses its least important channels."""
+    for _, gi, ui, name, b in sorted(taken, key=lambda u: -u[0])[:trials]:
+        if kept.get(name) != b:
+            continue
+        trial = {**kept, name: free[gi].allowed[ui]}
+        if _meets(choices, trial, kind, fraction, cost)[0]:
+            kept = trial
+    return kept
 
 
 def _uniform(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:

@@ -35,8 +35,9 @@ def evaluate_folder(model_dir: str | Path, data: str | None = None,
     _, val_loader = make_loaders(source, max(1, batch_size // 2))
     _check_classes(model, source, val_loader, model_dir)
     metrics = evaluate(model, val_loader, task)
+    samples = len(source.val)  # type: ignore[arg-type]
     result = {"command": "eval", "model_dir": str(model_dir), "data": source.name,
-              "samples": len(source.val), "main_metric": task.main_metric,
+              "samples": samples, "main_metric": task.main_metric,
               task.main_metric: metrics.get(task.main_metric), "metrics": metrics}
     if result_path is not None:
         atomic_write_json(result_path, result)

@@ -12,7 +12,9 @@ from leannet.errors import LeannetError
 
 def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
     """Weight decay on conv/linear weights only; biases and norm scales (1-d tensors) are exempt."""
-    decay, no_decay, seen = [], [], set()
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
     for module in modules:
         for p in module.parameters():
             if not p.requires_grad or id(p) in seen:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,12 +13,12 @@ console = Console(stderr=True)
 class _Bar:
     """Advances a rich task by one step and shows the running loss; a no-op when disabled."""
 
-    def __init__(self, progress: Progress | None, task_id: int | None) -> None:
+    def __init__(self, progress: Progress | None, task_id: Any) -> None:
         self.progress = progress
         self.task_id = task_id
 
     def advance(self, loss: float) -> None:
-        if self.progress is not None:
+        if self.progress is not None and self.task_id is not None:
             self.progress.update(self.task_id, advance=1, loss=f"{loss:.4f}")
 
 

@@ -115,6 +115,8 @@ def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
     options = {"image_size": image_size} if image_size else {}
     source = get_source(job.data, job.data_root, **options)
     job = with_recipe(job, job.task or source.task)
+    assert job.optimizer is not None and job.lr is not None  # filled by the recipe
+    assert job.weight_decay is not None and job.warmup_epochs is not None
     torch.manual_seed(job.seed)
     model, task = build_for_source(
         source, job.model, width_mult=job.width_mult, task=job.task, head=job.head,
