@@ -1,9 +1,11 @@
 """ONNX Runtime (CPU): fp32 from leannet's ONNX export (BatchNorm folded), int8 as QDQ by
 onnxruntime's own static quantizer, calibrated on real batches.
 
-int8 uses per-channel int8 weights and uint8 activations with MinMax ranges (onnxruntime's
-defaults for CNNs on x86 and ARM); the model is pre-processed (shape inference, fusions) first,
-as onnxruntime recommends. onnxruntime is a core dependency, so this runtime always works.
+int8 uses per-channel int8 weights and uint8 activations with MinMax ranges; the model is
+pre-processed (shape inference, fusions) first, as onnxruntime recommends. Weights use 7 bits
+(`reduce_range`): onnxruntime's uint8 x int8 kernels saturate on x86 CPUs without VNNI, which
+cost the pruned digits MobileNetV2 31 points of accuracy (97.8% -> 66.9%); with it, 97.5%.
+onnxruntime is a core dependency, so this runtime always works.
 """
 from __future__ import annotations
 
@@ -63,9 +65,9 @@ class OnnxRuntime(Runtime):
             quantize_static(str(prepared), str(path), _Reader(calibration),
                             quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            calibrate_method=CalibrationMethod.MinMax, reduce_range=True)
         return {**info, "path": str(path), "quantizer": "onnxruntime.quantization static QDQ, "
-                "per-channel int8 weights, uint8 activations, MinMax calibration"}
+                "per-channel 7-bit weights (reduce_range), uint8 activations, MinMax calibration"}
 
     def load(self, path: Path, threads: int) -> Session:
         return OnnxSession(path, threads)
