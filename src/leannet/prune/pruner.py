@@ -50,7 +50,7 @@ class Pruner:
         self.output_change: float | None = None
         self._stats: ActivationStats | None = None
         self._graph: ChannelGraph | None = None
-        self.graph  # trace now: errors surface at construction
+        _ = self.graph  # trace now: errors surface at construction
         self._check_task_weights()
 
     @property

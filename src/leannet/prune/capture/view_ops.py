@@ -56,9 +56,13 @@ def _factor_groups(a: tuple, b: tuple) -> list[tuple[list[int], list[int]]]:
         i, j = i + 1, j + 1
         while pa != pb:
             if pa < pb and i < len(a):
-                pa *= a[i]; si.append(i); i += 1
+                pa *= a[i]
+                si.append(i)
+                i += 1
             elif j < len(b):
-                pb *= b[j]; sj.append(j); j += 1
+                pb *= b[j]
+                sj.append(j)
+                j += 1
             else:
                 break
         groups.append((si, sj))

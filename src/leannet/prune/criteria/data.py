@@ -141,7 +141,7 @@ def calibrate(model: nn.Module, graph: ChannelGraph, loader: Any, criterion: Cri
         elif x.requires_grad:
             captured.append((key, dim, x))
 
-    for name, (dim, atoms) in graph.points.items():
+    for name, (_, atoms) in graph.points.items():
         stats.atoms[f"act:{name}"] = atoms
     handles = []
     for member in (m for m in graph.members if m.feature is not None):
