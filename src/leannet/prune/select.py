@@ -189,20 +189,30 @@ def _global(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
             high = mid
         else:
             low = mid + 1
-    return _give_back(choices, free, units[:low], kept_after(low), kind, fraction, cost)
+    return _refine_last(choices, units, low, kept_after, kind, fraction, cost)
 
 
-def _give_back(choices, free, taken, kept, kind, fraction, cost, trials: int = 64
-               ) -> dict[str, int]:
-    """The last unit of the prefix may overshoot (one channel of a small early layer can be 6%
-    of a model's MACs): give back the most important units the target can spare. Only a group's
-    last-removed unit can return, so every group still loses its least important channels."""
-    for _, gi, ui, name, b in sorted(taken, key=lambda u: -u[0])[:trials]:
-        if kept.get(name) != b:
+def _refine_last(choices, units, low, kept_after, kind, fraction, cost, tolerance: float = 0.01,
+                 limit: int = 256) -> dict[str, int]:
+    """The last unit of the prefix may overshoot the target (one channel of a small early layer
+    can be 6% of a model's MACs). Then try the prefix without it, continued with the next units
+    in rank order from other groups (its own group stops there, so every group still loses its
+    least important channels first); keep that when it lands closer to the target."""
+    kept = kept_after(low)
+    if low == 0:
+        return kept
+    value = _meets(choices, kept, kind, fraction, cost)[1]
+    if fraction - value <= tolerance:
+        return kept
+    blocked = {units[low - 1][3]}
+    trial = kept_after(low - 1)
+    for _, _, _, name, b in units[low:low + limit]:
+        if name in blocked:
             continue
-        trial = {**kept, name: free[gi].allowed[ui]}
-        if _meets(choices, trial, kind, fraction, cost)[0]:
-            kept = trial
+        trial[name] = b
+        ok, closer = _meets(choices, trial, kind, fraction, cost)
+        if ok:
+            return trial if closer > value else kept
     return kept
 
 
