@@ -307,7 +307,21 @@ yolo_case("label-negative", lambda r: (r / "labels" / "train" / "0.txt").write_t
     "0 0.5 0.5 -0.2 0.2\n"))
 yolo_case("label-columns", lambda r: (r / "labels" / "train" / "0.txt").write_text("0 0.5\n"))
 yolo_case("label-text", lambda r: (r / "labels" / "train" / "0.txt").write_text("cat dog\n"))
-yolo_case("image-corrupt", lambda r: (r / "images" / "train" / "0.jpg").write_bytes(b"JFIF?"))
+
+
+@cli("yolo-image-corrupt-when-training", "cannot")
+def _(work, base):
+    root = work / "yolo"
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (64, 64)).save(root / "images" / split / f"{i}.jpg")
+            (root / "labels" / split / f"{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "images" / "train" / "1.jpg").write_bytes(b"JFIF?")
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [a, b]\n")
+    return ["train", "--data", str(root / "data.yaml"), "--task", "detect", "--head", "v1",
+            "--image-size", "64", "--epochs", "1", "--out", "OUT"]
 
 
 def idx_case(case_id: str, spoil: Callable[[Path], None], expected: str = "") -> None:

@@ -30,8 +30,8 @@ _PUBLIC = {
     "SoftSharing": "leannet.multitask",
 }
 
-_SUBMODULES = {"measure", "io", "models", "nn", "data", "train", "prune", "multitask", "detect",
-               "export", "report"}
+_SUBMODULES = {"measure", "io", "files", "checks", "models", "nn", "data", "train", "prune",
+               "multitask", "detect", "deploy", "export", "report"}
 
 __all__ = sorted(_PUBLIC) + ["__version__", "measure"]
 

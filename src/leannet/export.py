@@ -23,6 +23,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from leannet.errors import LeannetError
+from leannet.files import follow_umask
 
 PARITY_RTOL = 1e-4
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -144,6 +145,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     try:
         exporter = _export(_FlatOutputs(ready).eval(), example, tmp, names, opset, dynamic_batch)
         written_opset = _opset_of(tmp)
+        follow_umask(tmp)  # mkstemp makes 0600 files; an export is for sharing
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

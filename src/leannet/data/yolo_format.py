@@ -32,7 +32,13 @@ def read_data_yaml(path: Path) -> dict:
     base = base if base.is_absolute() else (path.parent / base)
     names = config["names"]
     if isinstance(names, dict):
-        names = [str(names[k]) for k in sorted(names, key=int)]
+        try:
+            names = [str(names[k]) for k in sorted(names, key=int)]
+        except (TypeError, ValueError):
+            raise LeannetError(f"{path}: 'names' keys must be class ids 0, 1, ...") from None
+    if not isinstance(names, list) or not names:
+        raise LeannetError(f"{path}: 'names' must be a non-empty list of class names (or a "
+                           f"mapping id: name), got {names!r}")
     return {"train": base / str(config["train"]), "val": base / str(config.get("val") or
                                                                  config["train"]),
             "names": [str(n) for n in names]}
