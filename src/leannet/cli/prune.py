@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leannet.errors import LeannetError
+from leannet.measure import latency_from_dict
 
 console = Console()
 
@@ -41,12 +42,16 @@ def print_summary(result: dict) -> None:
     """Baseline against final: metric, params, MACs, size and latency."""
     table = Table(title=f"pruned to {result['final']['macs'] / result['baseline']['macs']:.1%} "
                         f"of MACs; target reached: {result['target_reached']}")
-    for column in ("", "metric", "params", "MACs", "size (KB)", "latency (ms)"):
+    detail = result["baseline"].get("latency_detail")
+    where = f" ({latency_from_dict(detail).conditions()})" if detail else ""
+    for column in ("", "metric", "params", "MACs", "size (KB)", f"latency{where}"):
         table.add_column(column, justify="right")
     for label in ("baseline", "final"):
         row = result[label]
         table.add_row(label, f"{row['metric']:.4f}", f"{row['params']:,}", f"{row['macs']:,}",
-                      f"{row['size_bytes'] / 1024:.1f}", f"{row['latency_ms']:.3f}")
+                      f"{row['size_bytes'] / 1024:.1f}",
+                      latency_from_dict(row["latency_detail"]).short()
+                      if row.get("latency_detail") else f"{row['latency_ms']:.3f} ms")
     console.print(table)
 
 

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from leannet.measure import latency_from_dict
+
 console = Console()
 
 
@@ -74,6 +76,10 @@ def result_table(result: dict) -> Table:
     table.add_row("best epoch", str(result["best_epoch"]))
     table.add_row("parameters", f"{result['params']:,}")
     table.add_row("MACs", f"{result['macs'] / 1e6:,.2f}M")
-    table.add_row("latency (batch 1)", f"{result['latency_ms']:.2f} ms")
+    if result.get("latency"):
+        latency = latency_from_dict(result["latency"])
+        table.add_row(f"latency ({latency.conditions()})", latency.short())
+    else:
+        table.add_row("latency (torch fp32, batch 1)", f"{result['latency_ms']:.2f} ms")
     table.add_row("training time", f"{result['seconds']:.1f} s")
     return table

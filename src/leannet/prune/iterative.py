@@ -33,7 +33,7 @@ from torch import nn
 from leannet import checks, io
 from leannet._torch import seed_all
 from leannet.errors import LeannetError, UnreachableTarget
-from leannet.measure import count_macs, count_params, latency_ms
+from leannet.measure import count_macs, count_params, torch_latency
 from leannet.prune.criteria import check_criterion
 from leannet.prune.pruner import Pruner
 
@@ -100,10 +100,12 @@ class CostMeter:
     def snapshot(self, model: nn.Module) -> dict[str, Any]:
         """Params, MACs, median latency and total prunable channels of `model`."""
         single = self.example_inputs[:1]
+        latency = torch_latency(model, single, runs=self.latency_runs, warmup=3, warn=False)
         return {
             "params": count_params(model),
             "macs": count_macs(model, single),
-            "latency_ms": round(latency_ms(model, single, runs=self.latency_runs, warmup=3), 4),
+            "latency_ms": round(latency.median_ms, 4),
+            "latency_detail": latency.to_dict(),  # median with its spread and conditions
             "channels": sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)),
         }
 
