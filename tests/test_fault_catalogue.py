@@ -276,17 +276,22 @@ folder_case("val-unknown-class", lambda r: (_classes(r / "train"), _classes(r / 
             "classes not in")
 
 
+def yolo_folder(root: Path) -> Path:
+    """A valid two-image YOLO set (train and val) with its data.yaml, for cases to spoil."""
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (64, 64)).save(root / "images" / split / f"{i}.jpg")
+            (root / "labels" / split / f"{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\n"
+                                    "names: ['a', 'b']\n")
+    return root
+
+
 def yolo_case(case_id: str, build: Callable[[Path], None], expected: str = "") -> None:
     def setup(work: Path, base: Path) -> list[str]:
-        root = work / "yolo"
-        for split in ("train", "val"):
-            (root / "images" / split).mkdir(parents=True)
-            (root / "labels" / split).mkdir(parents=True)
-            for i in range(2):
-                Image.new("RGB", (64, 64)).save(root / "images" / split / f"{i}.jpg")
-                (root / "labels" / split / f"{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
-        (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\n"
-                                        "names: ['a', 'b']\n")
+        root = yolo_folder(work / "yolo")
         build(root)
         return ["anchors", "--data", f"yolo:{root / 'data.yaml'}", "-k", "2"]
     CLI_CASES.append((f"yolo-{case_id}", setup, expected))
@@ -311,15 +316,8 @@ yolo_case("label-text", lambda r: (r / "labels" / "train" / "0.txt").write_text(
 
 @cli("yolo-image-corrupt-when-training", "cannot")
 def _(work, base):
-    root = work / "yolo"
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for i in range(2):
-            Image.new("RGB", (64, 64)).save(root / "images" / split / f"{i}.jpg")
-            (root / "labels" / split / f"{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    root = yolo_folder(work / "yolo")
     (root / "images" / "train" / "1.jpg").write_bytes(b"JFIF?")
-    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [a, b]\n")
     return ["train", "--data", str(root / "data.yaml"), "--task", "detect", "--head", "v1",
             "--image-size", "64", "--epochs", "1", "--out", "OUT"]
 

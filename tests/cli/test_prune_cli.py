@@ -125,19 +125,7 @@ def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(base_model, tmp
                       "--out", str(tmp_path / "whole"))
     assert code == 0, text
     run = tmp_path / "killed"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.Popen([sys.executable, "-m", "leannet", "prune", str(base_model),
-                                *args, "--out", str(run)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None:
-        state = run / "state.json"
-        if state.is_file() and len(json.loads(state.read_text())["steps"]) >= 1:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run finished before it could be killed"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    _start_and_kill(base_model, args, run, 1)
     assert not (run / "result.json").exists()
     code, text = _cli(monkeypatch, capsys, "prune", str(base_model), *args, "--out", str(run),
                       "--resume")

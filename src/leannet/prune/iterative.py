@@ -234,6 +234,7 @@ class IterativeRun:
                                "that runs pruner.calibrate on validation data)")
         self.fingerprint = _fingerprint(model, settings.fingerprint_fields(target))
         self.state: dict[str, Any] = {}
+        self._initial_graph: Any = None
 
     # -- state -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -401,18 +402,22 @@ class IterativeRun:
         """Channels per group of the unpruned model (the reference for per-layer floors)."""
         if not self.target.min_fraction:
             return {}
-        options = {k: v for k, v in self.settings.pruner_options.items() if k != "task_weights"}
-        graph = Pruner(copy.deepcopy(self.model), self.example_inputs, **options).graph
+        graph = self._initial_graph or self._weight_pruner().graph
         return {group.name: int(group.size) for group in graph.groups}
+
+    def _weight_pruner(self) -> Pruner:
+        """A Pruner by weight magnitude on a copy of the model (no data needed), for the checks
+        made once before a run."""
+        options = {k: v for k, v in self.settings.pruner_options.items() if k != "task_weights"}
+        return Pruner(copy.deepcopy(self.model), self.example_inputs, criterion="l1", **options)
 
     def check_reachable(self) -> None:
         """Plan the final target once, by weight magnitude, before any work: floors, protected
         channels and per-layer limits that rule it out are an error now, not after 20 attempts."""
         if self.settings.layer_keep or self.cost == "latency":
             return  # planned by bisection / by MACs step by step; each step reports its own limit
-        candidate = copy.deepcopy(self.model)
-        options = {k: v for k, v in self.settings.pruner_options.items() if k != "task_weights"}
-        pruner = Pruner(candidate, self.example_inputs, criterion="l1", **options)
+        pruner = self._weight_pruner()
+        self._initial_graph = pruner.graph  # traced once: `start` reads the group sizes from it
         final = dataclasses.replace(self.target, **{self.cost: self.target_fraction})
         try:
             plan = self.planner(pruner, final) if self.planner is not None else pruner.plan(final)
