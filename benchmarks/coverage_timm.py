@@ -35,7 +35,7 @@ from coverage_torchvision import (ToolTimeout, _alarm, _reason, cells, console, 
 from rich.progress import Progress
 from rich.table import Table
 
-from leannet.io import atomic_write_json, atomic_write_text
+from leannet.files import atomic_write_json, atomic_write_text
 from leannet.measure import count_macs, count_params, latency_ms
 
 # family (timm module) -> its smallest model of at most 30M parameters (timm 1.0.31, --select)

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from leannet.io import atomic_write_json, atomic_write_text
+from leannet.files import atomic_write_json, atomic_write_text
 from leannet.measure import count_macs, count_params, latency_ms
 from leannet.prune import Pruner, Target
 

@@ -38,9 +38,9 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from leannet.deploy.job import speedups
+from leannet.jobs.deploy import speedups
 from leannet.deploy.matrix import build_matrix
-from leannet.io import atomic_write_json
+from leannet.files import atomic_write_json
 from leannet.measure import count_macs, count_params, time_latencies
 from leannet.models import create_model
 from leannet.prune import Pruner, Target
@@ -109,7 +109,7 @@ def digits_case(args, rows: list) -> None:
     timed together."""
     from leannet.deploy.quantize import calibration_batches, quantize_ptq
     from leannet.deploy.score import evaluate_session
-    from leannet.pipeline import guard_metrics, open_workbench
+    from leannet.jobs.prune import guard_metrics, open_workbench
     from leannet.train.fit import evaluate
 
     folders = args.model_dirs or _train_and_prune()
@@ -150,8 +150,8 @@ def digits_case(args, rows: list) -> None:
 
 def _train_and_prune() -> list[Path]:
     """The demo's training recipe, then leannet prune to 50% MACs, widths rounded to 8."""
-    from leannet.demo import DemoConfig, train_stage
-    from leannet.pipeline import PruneJob, run_prune_job
+    from leannet.jobs.demo import DemoConfig, train_stage
+    from leannet.jobs.prune import PruneJob, run_prune_job
 
     work = Path(tempfile.mkdtemp(prefix="leannet-deploy-bench-"))
     train_stage(work, DemoConfig(), progress=False)

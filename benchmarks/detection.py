@@ -27,7 +27,8 @@ from rich.table import Table
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
 from leannet.detect.setup import build
-from leannet.io import atomic_write_json, save
+from leannet.files import atomic_write_json
+from leannet.checkpoint import save
 from leannet.measure import count_macs, count_params, latency_ms
 from leannet.train import evaluate, fit
 

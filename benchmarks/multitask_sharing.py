@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leannet.data import get_source
-from leannet.io import atomic_write_json
+from leannet.files import atomic_write_json
 from leannet.measure import count_macs, count_params
 from leannet.models import create_model
 from leannet.multitask import MultiTask
@@ -86,7 +86,7 @@ def train_variant(model_name: str, kwargs: dict, loaders, args) -> tuple[torch.n
 def pruned_row(model: torch.nn.Module, loaders, train_eval, test, args) -> dict:
     """Prune the hard-sharing model to 50% MACs with a per-task guard, fine-tuning between steps."""
     from leannet.prune import Target
-    from leannet.prune.iterative import iterative_prune
+    from leannet.iterative import iterative_prune
 
     task = MultiTask(list(model.task_names))
 

@@ -27,7 +27,7 @@ import leannet
 from leannet.data import get_source
 from leannet.measure import count_macs, count_params, latency_ms
 from leannet.prune import Target
-from leannet.prune.iterative import iterative_prune
+from leannet.iterative import iterative_prune
 from leannet.train.fit import evaluate, fit
 from leannet.train.tasks import ClassificationTask
 

@@ -22,7 +22,7 @@ from rich.table import Table  # noqa: E402
 
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
-from leannet.io import atomic_write_json
+from leannet.files import atomic_write_json
 from leannet.measure import count_macs, count_params
 from leannet.models import create_model
 from leannet.train import ClassificationTask, fit

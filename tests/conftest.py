@@ -7,6 +7,9 @@ the thread hand-offs cost far more than the arithmetic. OMP_NUM_THREADS is set t
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# rich wraps at 80 columns when not on a terminal; tests match whole lines, and the temporary
+# paths of parallel workers (pytest-xdist) are long enough to wrap
+os.environ["COLUMNS"] = "250"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

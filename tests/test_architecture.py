@@ -23,24 +23,25 @@ FLOORS = {
     # 3: the pruning engine and export of plain models
     "prune": 3, "export": 3,
     # 4: model folders (architecture + plans + weights)
-    "io": 4, "checkpoint": 4,
+    "checkpoint": 4, "iterative": 4,
     # 5: training, with task kinds plugging in from above
     "train": 5,
     # 6: task kinds and deployment runtimes
     "detect": 6, "multitask": 6, "deploy": 6,
     # 7: jobs: a model folder + a data source + checks
-    "pipeline": 7, "demo": 7, "report": 7, "jobs": 7,
+    "report": 7, "jobs": 7,
     # 8: the command line
     "cli": 8, "__main__": 8,
 }
 
 # (importing module, imported module): why it is still here.
 KNOWN: dict[tuple[str, str], str] = {
-    ("leannet.deploy.job", "leannet.pipeline"): "deploy's jobs reuse the prune job's workbench "
-                                                "(to move with it into a jobs layer)",
     ("leannet.prune.latency", "leannet.deploy.matrix"): "latency targets are measured in the "
                                                         "deployment runtimes",
 }
+
+
+UNITS = {p.stem for p in SRC.glob("*.py")} | {p.name for p in SRC.iterdir() if p.is_dir()}
 
 
 def unit(module: str) -> str:
@@ -58,7 +59,9 @@ def leannet_imports(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.split(".")[0] == "leannet":
+            if node.module == "leannet":  # `from leannet import io` imports leannet.io
+                found += [f"leannet.{a.name}" for a in node.names if a.name in UNITS]
+            elif node.module.split(".")[0] == "leannet":
                 found.append(node.module)
         elif isinstance(node, ast.Import):
             found += [a.name for a in node.names if a.name.split(".")[0] == "leannet"]

@@ -183,7 +183,7 @@ def test_bad_inputs(tmp_path):
 
 def test_pruned_model_folder_exports_with_parity(tmp_path):
     """A model pruned by leannet, saved and reloaded (plans replayed) exports and matches."""
-    from leannet.io import load, save
+    from leannet.checkpoint import load, save
     from leannet.models import model_input_shape
     from leannet.prune import Pruner, Target
 

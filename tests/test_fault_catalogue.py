@@ -500,7 +500,7 @@ def test_a_nan_metric_after_fine_tuning_rolls_the_step_back():
 # --------------------------------------------------------------------------- disks
 def test_a_full_disk_mid_save_keeps_the_old_model_and_is_one_line(base, tmp_path, monkeypatch,
                                                                   capsys):
-    import leannet.io as io
+    import leannet.checkpoint as checkpoint
 
     target = tmp_path / "model"
     shutil.copytree(base, target)
@@ -509,7 +509,7 @@ def test_a_full_disk_mid_save_keeps_the_old_model_and_is_one_line(base, tmp_path
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device", str(target / "weights.safetensors"))
 
-    monkeypatch.setattr(io, "save_file", full)
+    monkeypatch.setattr(checkpoint, "save_file", full)
     with pytest.raises(OSError):
         leannet.save(leannet.load(target), target)
     assert snapshot(target) == before

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import leannet
 from leannet.errors import LeannetError
 from leannet.prune import Target
-from leannet.prune.iterative import iterative_prune, schedule_fractions
+from leannet.iterative import iterative_prune, schedule_fractions
 from leannet.train.fit import evaluate, fit
 from leannet.train.tasks import ClassificationTask
 

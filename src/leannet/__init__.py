@@ -18,19 +18,19 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "create_model": "leannet.models",
     "list_models": "leannet.models",
-    "save": "leannet.io",
-    "load": "leannet.io",
+    "save": "leannet.checkpoint",
+    "load": "leannet.checkpoint",
     "LeannetError": "leannet.errors",
     "Pruner": "leannet.prune",
     "Target": "leannet.prune",
     "PruningPlan": "leannet.prune",
     "apply_plan": "leannet.prune",
-    "iterative_prune": "leannet.prune.iterative",
+    "iterative_prune": "leannet.iterative",
     "HardSharing": "leannet.multitask",
     "SoftSharing": "leannet.multitask",
 }
 
-_SUBMODULES = {"measure", "io", "files", "checks", "models", "nn", "data", "train", "prune",
+_SUBMODULES = {"measure", "checkpoint", "files", "checks", "models", "nn", "data", "train", "prune",
                "multitask", "detect", "deploy", "export", "report"}
 
 __all__ = sorted(_PUBLIC) + ["__version__", "measure"]

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from leannet.errors import LeannetError
-from leannet.io import atomic_write, atomic_write_text
+from leannet.files import atomic_write, atomic_write_text
 
 REPORT_FILE = "report.md"
 METRIC_PLOT = "metric_vs_macs.png"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from leannet.io import load, save
+from leannet.checkpoint import load, save
 from leannet.models import create_model
 from tests.helpers import run_cli as _cli
 

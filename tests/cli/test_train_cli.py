@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from leannet.cli import main
-from leannet.demo import DemoConfig, run_demo
+from leannet.jobs.demo import DemoConfig, run_demo
 from tests.helpers import run_cli as cli
 
 

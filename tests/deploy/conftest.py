@@ -7,7 +7,7 @@ import torch
 
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
-from leannet.io import save
+from leannet.checkpoint import save
 from leannet.train import fit
 from leannet.train.build import build_for_source, remember_data
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from leannet.cli.demo import deploy_rows
-from leannet.demo import DemoConfig, deploy_stage
+from leannet.jobs.demo import DemoConfig, deploy_stage
 
 
 def test_deploy_stage_ships_int8_with_accuracy_and_speedup(digits_model, tmp_path):

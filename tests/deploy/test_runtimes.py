@@ -13,7 +13,7 @@ from leannet.deploy.matrix import deploy_matrix, deploy_one
 from leannet.deploy.quantize import calibration_batches, quantize_ptq
 from leannet.deploy.runtimes import get_runtime, list_runtimes
 from leannet.errors import LeannetError
-from leannet.io import load
+from leannet.checkpoint import load
 from leannet.train.fit import evaluate
 from leannet.train.tasks import task_for
 

@@ -3,7 +3,7 @@ shrinks to the MAC target, the result verifies, and the model folder replays the
 import torch
 
 from leannet.detect.losses import yolo_loss
-from leannet.io import load, save
+from leannet.checkpoint import load, save
 from leannet.measure import count_macs
 from leannet.models import create_model
 from leannet.prune import Pruner, Target

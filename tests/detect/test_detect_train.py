@@ -12,7 +12,7 @@ from leannet.data.loaders import make_loaders
 from leannet.data.images import read_image, write_image
 from leannet.detect.setup import build, task_for
 from leannet.errors import LeannetError
-from leannet.io import load
+from leannet.checkpoint import load
 from leannet.train import evaluate, fit
 
 

@@ -13,7 +13,7 @@ from leannet.models import create_model
 from leannet.multitask import MultiTask, setup
 from leannet.multitask.prune import prune_tied, tied_column_planner, tied_plan
 from leannet.prune import Pruner, Target
-from leannet.prune.iterative import iterative_prune
+from leannet.iterative import iterative_prune
 from leannet.train import evaluate, fit
 
 SMALL = {"channels": [8, 16], "hidden": 32}

@@ -8,7 +8,7 @@ from torch import nn
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
 from leannet.errors import LeannetError
-from leannet.io import load
+from leannet.checkpoint import load
 from leannet.models import create_model
 from leannet.train import ClassificationTask, evaluate, fit
 from leannet.train.fit import to_device

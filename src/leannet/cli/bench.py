@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Replace an earlier result here."),
     ) -> None:
         """Measure a model folder in every runtime and precision, side by side."""
-        from leannet.deploy.job import DeployJob, run_deploy_job
+        from leannet.jobs.deploy import DeployJob, run_deploy_job
 
         job = DeployJob(model_dir, out if out is not None else model_dir / "bench", data,
                         data_root, runtime, precision, threads, batch_size, runs, score=score,

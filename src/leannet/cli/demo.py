@@ -25,8 +25,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train MobileNetV2 on scikit-learn's digits, prune it to half its MACs, export, report."""
         from leannet.cli.prune import print_attempt
-        from leannet.demo import DemoConfig, run_demo
-        from leannet.deploy.job import parse_list
+        from leannet.jobs.demo import DemoConfig, run_demo
+        from leannet.jobs.deploy import parse_list
         from leannet.deploy.runtimes import list_runtimes
         from leannet.errors import LeannetError
 

@@ -45,7 +45,8 @@ def register(app: typer.Typer) -> None:
         """Export a model folder to ONNX or ExecuTorch, fp32 or int8, and check it."""
         from leannet.deploy.runtimes import PRECISIONS, get_runtime
         from leannet.errors import LeannetError
-        from leannet.io import atomic_write_json, read_config
+        from leannet.files import atomic_write_json
+        from leannet.checkpoint import read_config
 
         if format not in FORMATS:
             raise LeannetError(f"unknown export format {format!r}; expected one of "
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
 def _onnx_fp32(model_dir: Path, path: Path, opset: int) -> dict:
     """ONNX fp32 at any opset, parity-checked at batch 1 and 4 (dynamic batch)."""
     from leannet.export import export_checked
-    from leannet.io import load
+    from leannet.checkpoint import load
     from leannet.models import model_input_shape
 
     model = load(model_dir)
@@ -89,9 +90,9 @@ def _deploy(model_dir: Path, runtime: str, precision: str, path: Path, data: str
     from leannet.deploy.matrix import deploy_one
     from leannet.deploy.quantize import calibration_batches
     from leannet.errors import LeannetError
-    from leannet.io import load, read_config
+    from leannet.checkpoint import load, read_config
     from leannet.models import model_input_shape
-    from leannet.pipeline import open_workbench
+    from leannet.jobs.prune import open_workbench
 
     calibration = check_inputs = None
     recorded = (read_config(model_dir).get("data") or {}).get("name")

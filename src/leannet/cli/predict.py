@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         """Detect objects in IMAGES; write each with its boxes drawn and detections.json."""
         from leannet.detect.predict import predict_files
         from leannet.errors import LeannetError
-        from leannet.io import load, prepare_out_dir
+        from leannet.files import prepare_out_dir
+        from leannet.checkpoint import load
 
         if not 0 <= conf <= 1 or not 0 <= iou <= 1:
             raise LeannetError(f"--conf and --iou must be in [0, 1], got {conf} and {iou}")

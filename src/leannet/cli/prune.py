@@ -86,7 +86,7 @@ def prune(
     force: bool = typer.Option(False, help="overwrite --out"),
 ) -> None:
     """Prune iteratively (prune, fine-tune, evaluate, repeat) with a guard on the metric."""
-    from leannet.pipeline import PruneJob, parse_task_values, run_prune_job
+    from leannet.jobs.prune import PruneJob, parse_task_values, run_prune_job
 
     weights = parse_task_values(task_weights, "--task-weights")
     if weights is not None and not isinstance(weights, dict):
@@ -121,7 +121,7 @@ def sensitivity(
     """Metric after pruning each channel group alone (no fine-tuning), and per-layer ratios."""
     from rich.progress import Progress
 
-    from leannet.pipeline import run_sensitivity
+    from leannet.jobs.prune import run_sensitivity
 
     try:
         fractions = tuple(float(r) for r in ratios.split(","))

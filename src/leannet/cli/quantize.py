@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Quantize a model folder to int8 and deploy it: accuracy, size, latency per runtime."""
         from leannet.cli.bench import deploy_table
-        from leannet.deploy.job import DeployJob, run_deploy_job
+        from leannet.jobs.deploy import DeployJob, run_deploy_job
         from leannet.errors import LeannetError
 
         if qat and epochs < 1:

@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda [default: auto]."),
     ) -> None:
         """Train MODEL on DATA; the best checkpoint goes to OUT/model."""
-        from leannet.train.run import TrainJob, run_train
+        from leannet.jobs.train import TrainJob, run_train
 
         job = TrainJob(model=model, data=data, data_root=data_root, epochs=epochs,
                        batch_size=batch_size, optimizer=optimizer, lr=lr,

@@ -17,7 +17,7 @@ from leannet.detect.draw import draw_detections
 from leannet.data.images import read_image, write_image
 from leannet.errors import LeannetError
 from leannet.models import model_config
-from leannet.io import atomic_write_json
+from leannet.files import atomic_write_json
 
 
 def detect_image(model: nn.Module, image: torch.Tensor, conf: float = 0.25, iou: float = 0.45

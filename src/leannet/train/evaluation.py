@@ -8,7 +8,8 @@ from leannet.errors import LeannetError
 from leannet.models import model_config
 from leannet.files import check_result_file
 from leannet.data.loaders import make_loaders
-from leannet.io import atomic_write_json, load, read_config
+from leannet.files import atomic_write_json
+from leannet.checkpoint import load, read_config
 from leannet.train.build import source_for_model
 from leannet.train.fit import evaluate
 

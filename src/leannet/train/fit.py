@@ -20,7 +20,8 @@ from leannet._torch import eval_mode, seed_all, to_device
 from leannet.errors import LeannetError
 from leannet.train.optim import make_optimizer, warmup_cosine
 from leannet.train.progress import epoch_progress, print_epoch
-from leannet.io import atomic_write_text, save
+from leannet.files import atomic_write_text
+from leannet.checkpoint import save
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from leannet import io
+from leannet import checkpoint, files
 from leannet import checks
 from leannet.errors import LeannetError
 from leannet.models import model_config
 from leannet.files import check_out_dir, output_folder
 from leannet.train.kinds import planner_for, task_for
 from leannet.measure import file_size
-from leannet.prune.iterative import (DATA_DRIVEN, STATE_FILE, IterativeResult, iterative_prune,
+from leannet.iterative import (DATA_DRIVEN, STATE_FILE, IterativeResult, iterative_prune,
                                      schedule_fractions, target_cost)
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
@@ -79,7 +79,7 @@ def open_workbench(model_dir: Path, data: str | None, data_root: Path | None, ba
                    seed: int = 0) -> Workbench:
     """Load the model folder and the data source, and check that they fit each other."""
 
-    model = io.load(model_dir)
+    model = checkpoint.load(model_dir)
     if data is None:  # the source the model was trained on, as `leannet train` recorded it
         recorded = model_config(model).get("data") or {}
         if not recorded.get("name"):
@@ -240,7 +240,7 @@ def _layer_keep(job: PruneJob, work: Path) -> dict[str, dict[str, float]]:
         raise LeannetError(f"--sensitivity: {job.sensitivity_dir} has no {SENSITIVITY_FILE} "
                            "(run `leannet sensitivity` first)")
     sensitivity = _read_sensitivity(path)
-    io.atomic_write_json(work / SENSITIVITY_FILE, sensitivity)  # the report plots it
+    files.atomic_write_json(work / SENSITIVITY_FILE, sensitivity)  # the report plots it
     return {name: {"size": sensitivity["sizes"][name], "keep": keep}
             for name, keep in sensitivity["layer_keep"].items()}
 
@@ -281,10 +281,10 @@ def run_sensitivity(model_dir: Path, data: str | None, out: Path, data_root: Pat
             ratios, criterion, calibrate, metric_name=bench.task.main_metric, on_group=on_group)
         result |= {"max_drop": max_drop, "layer_keep": ratios_from_sensitivity(result, max_drop),
                    "model": str(model_dir), "data": bench.data}
-        io.atomic_write_json(work / SENSITIVITY_FILE, result)
+        files.atomic_write_json(work / SENSITIVITY_FILE, result)
         plot_sensitivity(result, work / "sensitivity.png")
         result["plot"] = str(Path(out) / "sensitivity.png")
-        io.atomic_write_json(work / "result.json", result)
+        files.atomic_write_json(work / "result.json", result)
     return result
 
 
@@ -294,7 +294,7 @@ def finish_run(job: PruneJob, work: Path, original: nn.Module, outcome: Iterativ
     its staging folder until the run completes); return the result, with the final paths."""
 
     assert outcome.model is not None  # iterative_prune always returns its final model
-    io.save(outcome.model, work / "model", metrics=outcome.final["metrics"])
+    checkpoint.save(outcome.model, work / "model", metrics=outcome.final["metrics"])
     model_dir = job.out / "model"
     result = outcome.to_dict()
     result["baseline"]["size_bytes"] = file_size(job.model_dir)
@@ -305,9 +305,9 @@ def finish_run(job: PruneJob, work: Path, original: nn.Module, outcome: Iterativ
                "criterion": job.criterion, "max_drop": job.max_drop,
                "channels_before": _conv_channels(original),
                "channels_after": _conv_channels(outcome.model)}
-    io.atomic_write_json(work / "result.json", result)
+    files.atomic_write_json(work / "result.json", result)
     result["report"] = str(job.out / write_report(work).relative_to(work))
-    io.atomic_write_json(work / "result.json", result)
+    files.atomic_write_json(work / "result.json", result)
     return result
 
 

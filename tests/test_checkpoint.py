@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 import leannet
 from leannet.errors import LeannetError
-from leannet.io import atomic_write_json, prepare_out_dir
+from leannet.files import atomic_write_json, prepare_out_dir
 
 
 def _model():

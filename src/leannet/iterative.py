@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from leannet import checks, io
+from leannet import checkpoint, checks, files
 from leannet._torch import seed_all
 from leannet.errors import LeannetError, UnreachableTarget
 from leannet.measure import count_macs, count_params, torch_latency
@@ -262,7 +262,7 @@ class IterativeRun:
         self.state = state
         self.limits = _guard_limits(self.settings.max_drop, state["baseline"]["metrics"])
         if state["last_good"] is not None:
-            self.model = io.load(self.checkpoint_dir / state["last_good"])
+            self.model = checkpoint.load(self.checkpoint_dir / state["last_good"])
         return True
 
     def _checkpoint(self, accepted: bool) -> None:
@@ -271,10 +271,10 @@ class IterativeRun:
             return
         if accepted:
             name = f"checkpoints/step_{self.state['attempt']:03d}"
-            io.save(self.model, self.checkpoint_dir / name,
+            checkpoint.save(self.model, self.checkpoint_dir / name,
                     metrics=self.state["current"]["metrics"])
             self.state["last_good"] = name
-        io.atomic_write_json(self.checkpoint_dir / STATE_FILE, self.state)
+        files.atomic_write_json(self.checkpoint_dir / STATE_FILE, self.state)
 
     # -- one attempt -----------------------------------------------------------------------
     def _prune_copy(self, proposed: float) -> nn.Module:

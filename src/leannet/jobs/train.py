@@ -19,7 +19,7 @@ from leannet.models import list_models
 from leannet.train.kinds import get_kind
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
-from leannet.io import atomic_write_json
+from leannet.files import atomic_write_json
 from leannet.measure import measure
 from leannet.models import model_input_shape
 from leannet.train.build import build_for_source, remember_data

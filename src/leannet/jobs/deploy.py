@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from leannet import io
+from leannet import checkpoint, files
 from leannet.deploy.score import evaluate_session
 from leannet.deploy.matrix import deploy_matrix
 from leannet.deploy.quantize import calibration_batches, quantize_ptq, quantize_qat
@@ -22,7 +22,7 @@ from leannet.deploy.runtimes import PRECISIONS, get_runtime, list_runtimes
 from leannet.errors import LeannetError
 from leannet.measure import DEFAULT_THREADS, check_threads, count_macs, count_params
 from leannet.models import model_input_shape
-from leannet.pipeline import Workbench, guard_metrics, open_workbench
+from leannet.jobs.prune import Workbench, guard_metrics, open_workbench
 from leannet.train.fit import evaluate, fit
 
 DEFAULT_RUNTIMES = ("torch", "onnxruntime", "executorch")
@@ -78,12 +78,12 @@ def check_job(job: DeployJob) -> None:
     if result.exists() and not job.force:
         raise LeannetError(f"{result} already exists (another run's result); pass --force to "
                            "replace it or choose another --out")
-    io.read_config(job.model_dir)  # a missing or foreign folder fails here, before any work
+    checkpoint.read_config(job.model_dir)  # a missing or foreign folder fails here, before any work
 
 
 def _workbench(job: DeployJob) -> Workbench | None:
     """Model plus data when a source is given or recorded; None when neither (fp32 only)."""
-    recorded = (io.read_config(job.model_dir).get("data") or {}).get("name")
+    recorded = (checkpoint.read_config(job.model_dir).get("data") or {}).get("name")
     if job.data is None and not recorded:
         return None
     return open_workbench(job.model_dir, job.data, job.data_root, batch_size=64, seed=job.seed)
@@ -99,7 +99,7 @@ def run_deploy_job(job: DeployJob, on_stage: Callable[[str], Any] | None = None
     if bench is None and job.command == "quantize":
         raise LeannetError(f"the model in {job.model_dir} records no data source, and int8 "
                            "needs real calibration data; pass --data")
-    model = bench.model if bench is not None else io.load(job.model_dir)
+    model = bench.model if bench is not None else checkpoint.load(job.model_dir)
     model = model.cpu().eval()
     example = torch.randn(model_input_shape(model, job.batch_size),
                           generator=torch.Generator().manual_seed(job.seed))
@@ -129,14 +129,14 @@ def run_deploy_job(job: DeployJob, on_stage: Callable[[str], Any] | None = None
                                      else "PT2E PTQ")
             if job.score:
                 result["int8_reference_metrics"] = _metrics(bench, _score_torch(quantized, bench))
-    io.prepare_out_dir(job.out, force=True)  # the result.json check above guards other runs
+    files.prepare_out_dir(job.out, force=True)  # the result.json check above guards other runs
     result["runtimes"] = deploy_matrix(
         model, example, job.runtimes, job.precisions, threads=job.threads, runs=job.runs,
         calibration=calibration, check_inputs=check_inputs, out_dir=job.out, force=job.force,
         evaluate=evaluate_file, quantized=quantized, on_stage=lambda s: stage(f"deploying {s}"))
     result["speedups"] = speedups(result["runtimes"])
     result["job"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()}
-    io.atomic_write_json(job.out / "result.json", result)
+    files.atomic_write_json(job.out / "result.json", result)
     return result
 
 
@@ -163,7 +163,7 @@ def _metrics(bench: Workbench, metrics: dict[str, float]) -> dict[str, float]:
 
 
 def _weights_size(model_dir: Path) -> int | None:
-    weights = Path(model_dir) / io.WEIGHTS_FILE
+    weights = Path(model_dir) / checkpoint.WEIGHTS_FILE
     return weights.stat().st_size if weights.is_file() else None
 
 

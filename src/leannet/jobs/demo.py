@@ -76,7 +76,7 @@ def train_stage(out_dir: Path, config: DemoConfig, progress: bool = True
 def prune_stage(out_dir: Path, config: DemoConfig,
                 on_attempt: Callable[[dict], Any] | None = None) -> dict[str, Any]:
     """Prune the trained model iteratively into `out_dir/pruned` (model, result, report)."""
-    from leannet.pipeline import PruneJob, run_prune_job
+    from leannet.jobs.prune import PruneJob, run_prune_job
 
     job = PruneJob(out_dir / "model", DEMO_DATA, out_dir / "pruned", criterion=config.criterion,
                    target={"macs": config.target_macs}, max_drop=config.max_drop,
@@ -89,7 +89,7 @@ def prune_stage(out_dir: Path, config: DemoConfig,
 def export_stage(model_dir: Path, onnx_path: Path) -> dict[str, Any]:
     """Export a model folder to ONNX and check parity; returns path and max_abs_diff."""
     from leannet.export import export_checked
-    from leannet.io import load
+    from leannet.checkpoint import load
     from leannet.models import model_input_shape
 
     model = load(model_dir)
@@ -103,7 +103,7 @@ def deploy_stage(out_dir: Path, config: DemoConfig, trained_dir: Path, final_dir
                  ) -> dict[str, Any]:
     """The trained model in fp32 and the final one in fp32 and int8, in each runtime: accuracy,
     size, latency with spread; `speedup` is trained fp32 over final int8 in the same runtime."""
-    from leannet.deploy.job import DeployJob, run_deploy_job
+    from leannet.jobs.deploy import DeployJob, run_deploy_job
 
     def job(folder: Path, name: str, precisions: tuple[str, ...]) -> dict[str, Any]:
         return run_deploy_job(DeployJob(folder, out_dir / "deploy" / name, DEMO_DATA,
@@ -144,7 +144,7 @@ def run_demo(out_dir: str | Path = "runs/demo", force: bool = False,
     Returns and writes `result.json`: model, data, accuracy, params, macs, latency_ms of the
     trained model, and with pruning on, `baseline`, `final`, `onnx` and `report`.
     """
-    from leannet.io import atomic_write_json, prepare_out_dir
+    from leannet.files import atomic_write_json, prepare_out_dir
     from leannet.measure import measure
     from leannet.models import model_input_shape
 
