@@ -7,6 +7,7 @@ threads and batch size, the quartiles and the extremes, and says when it is too 
 """
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import time
@@ -25,12 +26,33 @@ from leannet.errors import LeannetError
 InputSpec = Sequence[int] | torch.Tensor
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters (or, lacking any, buffers) are; the CPU for neither."""
+    first = next(model.parameters(), None)
+    if first is None:
+        first = next(model.buffers(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 def _example(model: nn.Module, inputs: InputSpec) -> torch.Tensor:
-    """A tensor on the model's device from a shape (N, C, H, W) or a given tensor."""
+    """A tensor on the model's device from a shape (N, C, H, W) or a given tensor (moved there:
+    example inputs follow the model, which fine-tuning may have put on a GPU)."""
+    device = model_device(model)
     if isinstance(inputs, torch.Tensor):
-        return inputs
-    device = next(model.parameters()).device if any(True for _ in model.parameters()) else "cpu"
+        return inputs.to(device)
     return torch.randn(*inputs, device=device)
+
+
+def latency_device(device: str | torch.device | None) -> torch.device:
+    """The device latency is timed on: the CPU unless asked (phone-like numbers), else `device`."""
+    if device is None:
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LeannetError(f"latency on {dev}: this machine has no CUDA GPU that torch can use")
+    if dev.type not in ("cpu", "cuda"):
+        raise LeannetError(f"latency on {dev}: expected cpu or cuda")
+    return dev
 
 
 @contextmanager
@@ -212,33 +234,44 @@ def time_latency(call: Callable[[], Any], *, runtime: str, precision: str, threa
 
 
 def torch_latency(model: nn.Module, inputs: InputSpec, runs: int = 30, warmup: int = 5,
-                  threads: int = DEFAULT_THREADS, warn: bool = True) -> Latency:
-    """Latency of one eager forward pass of `model` on `inputs` (shape or tensor)."""
-    example = _example(model, inputs)
-    synchronize = torch.cuda.synchronize if example.is_cuda else (lambda: None)
+                  threads: int = DEFAULT_THREADS, warn: bool = True,
+                  device: str | torch.device | None = None) -> Latency:
+    """Latency of one eager forward pass of `model` on `inputs` (shape or tensor), timed on
+    `device`: the CPU by default, wherever the model is (a copy is timed there); on CUDA each
+    call ends with a synchronisation, so the time is the kernels' and not their launch."""
+    where = latency_device(device)
+    timed = model if model_device(model) == where else copy.deepcopy(model).to(where)
+    example = _example(timed, inputs)
+    synchronize = (lambda: torch.cuda.synchronize(where)) if where.type == "cuda" \
+        else (lambda: None)
 
     def call() -> None:
-        model(example)
+        timed(example)
         synchronize()
 
-    with _eval_mode(model):
-        return time_latency(call, runtime="torch", precision="fp32", threads=threads,
+    runtime = "torch" if where.type == "cpu" else f"torch {where.type}"
+    with _eval_mode(timed):
+        return time_latency(call, runtime=runtime, precision="fp32", threads=threads,
                             batch=int(example.shape[0]), runs=runs, warmup=warmup, warn=warn)
 
 
 def latency_ms(model: nn.Module, inputs: InputSpec, runs: int = 30, warmup: int = 5,
-               threads: int | None = DEFAULT_THREADS) -> float:
+               threads: int | None = DEFAULT_THREADS, device: str | torch.device | None = None
+               ) -> float:
     """Median eager latency in milliseconds (`torch_latency(...).median_ms`), on one thread
     unless told otherwise; kept for callers that log one number per step."""
     return torch_latency(model, inputs, runs, warmup, threads or DEFAULT_THREADS,
-                         warn=False).median_ms
+                         warn=False, device=device).median_ms
 
 
 def measure(model: nn.Module, inputs: InputSpec, path: str | Path | None = None,
-            runs: int = 30, threads: int | None = None) -> dict[str, Any]:
+            runs: int = 30, threads: int | None = None,
+            device: str | torch.device | None = None) -> dict[str, Any]:
     """Parameters, MACs, file size (when `path` is given) and eager latency of one model:
-    `latency_ms` is the median, `latency` the full `Latency.to_dict()` with its spread."""
-    latency = torch_latency(model, inputs, runs=runs, threads=threads or DEFAULT_THREADS)
+    `latency_ms` is the median, `latency` the full `Latency.to_dict()` with its spread; latency
+    is timed on `device` (the CPU by default, wherever the model is)."""
+    latency = torch_latency(model, inputs, runs=runs, threads=threads or DEFAULT_THREADS,
+                            device=device)
     return {
         "params": count_params(model),
         "macs": count_macs(model, inputs),

@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from torch import nn
 
+from leannet._torch import to_device
 from leannet.errors import LeannetError
 from leannet.prune.capture.graph import ChannelGraph, ChannelGroup, build_graph
 from leannet.prune.cost import CostModel
@@ -39,7 +40,9 @@ class Pruner:
                  layer_norm: str = "exact") -> None:
         self._criterion = get_criterion(criterion)
         self.model = model
-        self.example_inputs = example_inputs
+        first = next(model.parameters(), None)  # example inputs follow the model's device
+        self.example_inputs = to_device(example_inputs, first.device) if first is not None \
+            else example_inputs
         self.criterion = criterion
         self.ignore = list(ignore)
         self.global_ranking = global_ranking

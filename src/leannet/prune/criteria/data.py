@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from leannet import distributed
 from leannet.errors import LeannetError
 from leannet.prune.capture.graph import ChannelGraph
 from leannet.prune.criteria.base import Criterion, Scorer, register_criterion
@@ -100,6 +101,29 @@ class ActivationStats:
         self.sums[key] = self.sums.get(key, 0) + values
         self.counts[key] = self.counts.get(key, 0) + count
 
+    def sum_over_ranks(self) -> None:
+        """Under torchrun, add every rank's sums and counts (each rank calibrated on its shard),
+        so every rank holds the statistics of the whole calibration set and plans alike."""
+        if not distributed.active():
+            return
+        empty, = distributed.all_sum_floats([float(self.batches == 0)])
+        if empty:
+            raise LeannetError(f"{int(empty)} rank(s) got no calibration batch; use more "
+                               "calibration batches or fewer processes")
+        keys = sorted(self.sums)
+        sizes = [np.size(self.sums[k]) for k in keys]
+        flat = np.concatenate([np.ravel(self.sums[k]) for k in keys]
+                              + [np.array([self.counts[k] for k in keys] + [self.batches])])
+        total = distributed.all_sum(torch.from_numpy(flat.astype(np.float64))).numpy()
+        start = 0
+        for key, size in zip(keys, sizes):
+            self.sums[key] = total[start:start + size].copy()
+            start += size
+        for key in keys:
+            self.counts[key] = float(total[start])
+            start += 1
+        self.batches = int(total[start])
+
     def add_to(self, scorer: Scorer) -> None:
         """Feed the averages into a Scorer: activation points first, consumer inputs only for
         channels still unscored."""
@@ -171,6 +195,7 @@ def calibrate(model: nn.Module, graph: ChannelGraph, loader: Any, criterion: Cri
             h.remove()
         for m, mode in modes.items():
             m.training = mode
+    stats.sum_over_ranks()
     if stats.batches == 0:
         raise LeannetError("the calibration loader gave no batches; pass a loader with data")
     return stats
