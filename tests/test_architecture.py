@@ -37,8 +37,6 @@ FLOORS = {
 
 # (importing module, imported module): why it is still here.
 KNOWN: dict[tuple[str, str], str] = {
-    ("leannet.prune.latency", "leannet.deploy.matrix"): "latency targets are measured in the "
-                                                        "deployment runtimes",
 }
 
 

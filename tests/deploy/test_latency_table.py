@@ -9,7 +9,8 @@ import torch
 
 from leannet.models import create_model
 from leannet.prune import Pruner, Target, apply_plan
-from leannet.prune.latency import latency_table, plan_for_latency, runtime_latency_ms
+from leannet.deploy.latency import latency_table, runtime_latency_ms, runtime_measure
+from leannet.prune.latency import plan_for_latency
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,9 @@ def test_latency_table_measures_each_layer_in_the_runtime(model):
 def test_latency_target_is_planned_in_the_runtime(model):
     x = torch.randn(2, 1, 32, 32)
     pruner = Pruner(copy.deepcopy(model), x, criterion="l1")
+    label = {"runtime": "onnxruntime", "precision": "fp32"}
     plan = plan_for_latency(pruner, Target(latency=0.8, round_to=8), steps=4,
-                            runtime="onnxruntime")
+                            measure=runtime_measure(x[:1], "onnxruntime"), label=label)
     assert plan.meta["target"] == {"latency": 0.8}
     assert plan.meta["latency_runtime"] == {"runtime": "onnxruntime", "precision": "fp32"}
     assert plan.meta["latency_fraction"] <= 0.8
