@@ -1,7 +1,9 @@
 """Model folders: config.json + weights.safetensors + metrics.json; atomic writes; never unpickles.
 
-A model folder rebuilds its model from JSON alone: the registry name and kwargs, then every
-pruning plan replayed in order, then the weights. Nothing in it can execute code when loaded.
+A model folder rebuilds its model from JSON alone: the registry name and kwargs (a zoo model,
+`torchvision:NAME` or `timm:NAME`, is rebuilt by its zoo's constructor, recorded under "zoo"),
+then every pruning plan replayed in order, then the weights. Nothing in it can execute code when
+loaded.
 """
 from __future__ import annotations
 
@@ -37,8 +39,12 @@ def save(model: nn.Module, path: str | Path, metrics: dict[str, Any] | None = No
     """
     config = getattr(model, "leannet_config", None)
     if config is None:
-        raise LeannetError("only models built by leannet.create_model can be saved as model "
-                           "folders (their architecture must be rebuildable from JSON)")
+        raise LeannetError(
+            f"cannot save this {type(model).__name__} as a model folder: leannet cannot rebuild "
+            "it from JSON; build it with leannet.create_model('torchvision:NAME' or 'timm:NAME' "
+            "or a leannet name), or keep what you need yourself: each pruning plan as JSON "
+            "(plan.to_dict()) and the state dict as safetensors, then rebuild your model, "
+            "replay the plans with leannet.apply_plan and load the state dict")
     path = recover_dir(path)
     if path.exists() and not (path / CONFIG_FILE).is_file() and (
             not path.is_dir() or any(path.iterdir())):
