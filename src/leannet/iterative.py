@@ -35,6 +35,8 @@ from leannet._torch import seed_all
 from leannet.errors import LeannetError, UnreachableTarget
 from leannet.measure import count_macs, count_params, torch_latency
 from leannet.prune.criteria import check_criterion
+from leannet.prune.plan import Target
+from leannet.prune.planners import Planner, by_layer_ratios, by_score
 from leannet.prune.pruner import Pruner
 
 DATA_DRIVEN = frozenset({"mean_activation", "apoz", "taylor"})
@@ -43,7 +45,6 @@ COSTS = ("macs", "params", "latency", "channels")
 STATE_FILE = "state.json"
 
 Metrics = dict[str, float]
-Planner = Callable[[Pruner, Any], Any]  # (pruner, step target) -> PruningPlan
 
 
 @dataclass
@@ -74,20 +75,6 @@ def schedule_fractions(target_fraction: float, steps: int, schedule: str) -> lis
     if schedule == "equal":
         return [1 - (1 - target_fraction) * k / steps for k in range(1, steps + 1)]
     return [target_fraction ** (k / steps) for k in range(1, steps + 1)]
-
-
-def target_cost(target: Any) -> tuple[str, float]:
-    """The cost kind a Target constrains and the fraction of it to keep."""
-    chosen = [(name, getattr(target, name, None)) for name in COSTS
-              if getattr(target, name, None) is not None]
-    if len(chosen) != 1:
-        raise LeannetError("an iterative target needs exactly one of macs, params, latency or "
-                           f"channels; got {[name for name, _ in chosen] or 'none'}")
-    name, fraction = chosen[0]
-    if not 0 < fraction < 1:
-        raise LeannetError(f"target {name}={fraction} is impossible or already met; expected a "
-                           "fraction of the baseline between 0 and 1 (e.g. 0.5 keeps half)")
-    return name, float(fraction)
 
 
 class CostMeter:
@@ -149,30 +136,65 @@ def _reseed(seed: int, attempt: int) -> None:
     seed_all(seed * 100_003 + attempt)
 
 
-STATE_KEYS = {"fingerprint": str, "baseline": dict, "pointer": int, "attempt": int,
-              "fraction": (int, float), "steps": list, "done": bool, "current": dict}
 CHECKPOINT_NAME = re.compile(r"checkpoints/step_\d{3,}")
 
 
-def _read_state(path: Path) -> dict[str, Any]:
-    """state.json, checked field by field; `last_good` must name a checkpoint inside the run."""
-    try:
-        state = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
-        raise LeannetError(f"{path} is not a readable run state ({err}); start a new run") \
-            from None
-    if not isinstance(state, dict):
-        raise LeannetError(f"{path} must hold a JSON object")
-    for key, kind in STATE_KEYS.items():
-        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool) != (kind is bool):
-            raise LeannetError(f"{path}: field {key!r} is missing or not a {getattr(kind, '__name__', 'number')}")
-    last = state.get("last_good")
-    if last is not None and (not isinstance(last, str) or not CHECKPOINT_NAME.fullmatch(last)):
-        raise LeannetError(f"{path}: last_good {last!r} is not a checkpoint of this run "
-                           "(expected checkpoints/step_NNN inside the run folder)")
-    if not math.isfinite(state["fraction"]):
-        raise LeannetError(f"{path}: fraction {state['fraction']} is not a finite number")
-    return state
+@dataclass
+class RunState:
+    """Where a run is: what `state.json` holds, so a killed run resumes from its last attempt.
+
+    `pointer` indexes the schedule's points, `fraction` is the cost kept so far (of the
+    baseline), `current` the snapshot of the last good model, saved as `last_good`.
+    """
+
+    fingerprint: str
+    baseline: dict[str, Any]
+    current: dict[str, Any]
+    pointer: int = 0
+    attempt: int = 0
+    fraction: float = 1.0
+    last_good: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    done: bool = False
+    group_sizes: dict[str, int] = field(default_factory=dict)
+    step_limit: float | None = None  # the largest step allowed after a rolled-back attempt
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (state.json)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "state.json") -> "RunState":
+        """Check a parsed state.json field by field; one clear line for anything wrong."""
+        if not isinstance(data, dict):
+            raise LeannetError(f"{where} must hold a JSON object")
+        kinds = {"fingerprint": str, "baseline": dict, "pointer": int, "attempt": int,
+                 "fraction": (int, float), "steps": list, "done": bool, "current": dict}
+        for key, kind in kinds.items():
+            value = data.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+                raise LeannetError(f"{where}: field {key!r} is missing or not a "
+                                   f"{getattr(kind, '__name__', 'number')}")
+        last = data.get("last_good")
+        if last is not None and (not isinstance(last, str) or not CHECKPOINT_NAME.fullmatch(last)):
+            raise LeannetError(f"{where}: last_good {last!r} is not a checkpoint of this run "
+                               "(expected checkpoints/step_NNN inside the run folder)")
+        for key in ("fraction", "step_limit"):
+            value = data.get(key)
+            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)):
+                raise LeannetError(f"{where}: {key} {value!r} is not a finite number")
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def read(cls, path: Path) -> "RunState":
+        """Read and check `path`."""
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+            raise LeannetError(f"{path} is not a readable run state ({err}); start a new run") \
+                from None
+        return cls.from_dict(data, str(path))
 
 
 def _fingerprint(model: nn.Module, settings: dict[str, Any]) -> str:
@@ -184,7 +206,8 @@ def _fingerprint(model: nn.Module, settings: dict[str, Any]) -> str:
 
 @dataclass
 class RunSettings:
-    """Everything besides the callables that decides what an iterative run does."""
+    """Everything besides the callables that decides what an iterative run does; checked when
+    made, so a job can validate its settings before any work."""
 
     criterion: Any = "l1"
     schedule: str = "equal"
@@ -197,6 +220,33 @@ class RunSettings:
     pruner_options: dict[str, Any] = field(default_factory=dict)
     run_label: str = ""  # what else identifies the run for --resume (e.g. the data source)
     layer_keep: dict[str, dict[str, float]] = field(default_factory=dict)  # {group: {size, keep}}
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise LeannetError(f"unknown schedule {self.schedule!r}; expected one of "
+                               f"{', '.join(SCHEDULES)}")
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
+            raise LeannetError(f"steps must be at least 1, got {self.steps}")
+        drops = self.max_drop.values() if isinstance(self.max_drop, Mapping) else [self.max_drop]
+        for value in drops:
+            checks.number("max-drop", value, low=0)  # NaN would switch the guard off
+        checks.number("min_step", self.min_step, low=0, high=1, low_open=True)
+        checks.number("tolerance", self.tolerance, low=0, high=1)
+        check_criterion(self.criterion)
+        self.pruner_options = dict(self.pruner_options or {})
+        self.layer_keep = dict(self.layer_keep or {})
+
+    @classmethod
+    def make(cls, settings: "RunSettings | None" = None, **options: Any) -> "RunSettings":
+        """`settings` as given, or built from keyword options; unknown options are named."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise LeannetError(f"unknown iterative_prune option(s) {', '.join(unknown)}; expected "
+                               f"{', '.join(sorted(known))}")
+        if settings is not None:
+            return dataclasses.replace(settings, **options) if options else settings
+        return cls(**{k: v for k, v in options.items() if v is not None})
 
     def fingerprint_fields(self, target: Any) -> dict[str, Any]:
         """JSON-able view used to tell this run from another in the same folder."""
@@ -211,30 +261,37 @@ class IterativeRun:
     """One prune / fine-tune / evaluate run: proposes steps, guards them, checkpoints them."""
 
     def __init__(self, model: nn.Module, finetune: Callable[[nn.Module], Any],
-                 evaluate: Callable[[nn.Module], float | Mapping[str, float]], target: Any,
+                 evaluate: Callable[[nn.Module], float | Mapping[str, float]], target: Target,
                  example_inputs: torch.Tensor, settings: RunSettings,
                  calibrate: Callable[[Any], Any] | None = None,
                  checkpoint_dir: str | Path | None = None,
                  on_attempt: Callable[[dict[str, Any]], Any] | None = None,
                  planner: Planner | None = None) -> None:
         self.model, self.finetune, self.evaluate = model, finetune, evaluate
-        self.planner = planner
         self.target, self.example_inputs, self.settings = target, example_inputs, settings
         self.calibrate, self.on_attempt = calibrate, on_attempt
-        self.cost, self.target_fraction = target_cost(target)
+        self.cost, self.target_fraction = target.reduction()
         self.plan_points = schedule_fractions(self.target_fraction, settings.steps, settings.schedule)
+        # the planner: the caller's (e.g. tied soft-sharing columns), per-layer ratios, or scores
+        self.planner: Planner = planner or (by_layer_ratios(settings.layer_keep)
+                                            if settings.layer_keep else by_score)
         self.meter = CostMeter(example_inputs)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if self.checkpoint_dir is not None and not hasattr(model, "leannet_config"):
             raise LeannetError("checkpointing needs a model built by leannet.create_model")
-        check_criterion(settings.criterion)
         name = settings.criterion if isinstance(settings.criterion, str) else ""
         if name in DATA_DRIVEN and calibrate is None:
             raise LeannetError(f"criterion {name!r} is data-driven: pass calibrate= (a callable "
                                "that runs pruner.calibrate on validation data)")
         self.fingerprint = _fingerprint(model, settings.fingerprint_fields(target))
-        self.state: dict[str, Any] = {}
+        self.state: RunState | None = None
         self._initial_graph: Any = None
+
+    @property
+    def _state(self) -> RunState:
+        if self.state is None:
+            raise LeannetError("the run has not started: call run()")
+        return self.state
 
     # -- state -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -246,44 +303,44 @@ class IterativeRun:
         self.limits = _guard_limits(self.settings.max_drop, metrics)
         baseline = self.meter.snapshot(self.model) | {
             "metric": _summary_metric(metrics), "metrics": metrics}
-        self.state = {"fingerprint": self.fingerprint, "baseline": baseline, "pointer": 0,
-                      "attempt": 0, "fraction": 1.0, "last_good": None, "steps": [],
-                      "done": False, "current": baseline, "group_sizes": self._group_sizes()}
+        self.state = RunState(self.fingerprint, baseline, current=baseline,
+                              group_sizes=self._group_sizes())
 
     def resume(self) -> bool:
         """Load the last completed attempt from the checkpoint folder; False when there is none."""
         path = self.checkpoint_dir / STATE_FILE if self.checkpoint_dir else None
         if path is None or not path.is_file():
             return False
-        state = _read_state(path)
-        if state.get("fingerprint") != self.fingerprint:
+        state = RunState.read(path)
+        if state.fingerprint != self.fingerprint:
             raise LeannetError(f"{self.checkpoint_dir} holds a different run (another model, "
                                "target or settings); use a new --out folder or drop --resume")
         self.state = state
-        self.limits = _guard_limits(self.settings.max_drop, state["baseline"]["metrics"])
-        if state["last_good"] is not None:
-            self.model = checkpoint.load(self.checkpoint_dir / state["last_good"])
+        self.limits = _guard_limits(self.settings.max_drop, state.baseline["metrics"])
+        if state.last_good is not None and self.checkpoint_dir is not None:
+            self.model = checkpoint.load(self.checkpoint_dir / state.last_good)
         return True
 
     def _checkpoint(self, accepted: bool) -> None:
         """Save the good model (when it changed), then the state that points at it."""
+        state = self._state
         if self.checkpoint_dir is None:
             return
         if accepted:
-            name = f"checkpoints/step_{self.state['attempt']:03d}"
-            checkpoint.save(self.model, self.checkpoint_dir / name,
-                    metrics=self.state["current"]["metrics"])
-            self.state["last_good"] = name
-        files.atomic_write_json(self.checkpoint_dir / STATE_FILE, self.state)
+            name = f"checkpoints/step_{state.attempt:03d}"
+            checkpoint.save(self.model, self.checkpoint_dir / name, metrics=state.current["metrics"])
+            state.last_good = name
+        files.atomic_write_json(self.checkpoint_dir / STATE_FILE, state.to_dict())
 
     # -- one attempt -----------------------------------------------------------------------
     def _prune_copy(self, proposed: float) -> nn.Module:
         """A pruned copy of the current model whose cost is about `proposed` of the baseline."""
+        state = self._state
         candidate = copy.deepcopy(self.model)
         pruner = Pruner(candidate, self.example_inputs, criterion=self.settings.criterion,
                         **self.settings.pruner_options)
-        current = self.state["current"][self.cost] or 1
-        relative = min(1.0, proposed * self.state["baseline"][self.cost] / current)
+        current = state.current[self.cost] or 1
+        relative = min(1.0, proposed * state.baseline[self.cost] / current)
         # latency is planned by MACs; so are channels when per-layer ratios do the planning
         by_macs = self.cost == "latency" or (self.cost == "channels" and self.settings.layer_keep)
         kind = "macs" if by_macs else self.cost
@@ -291,61 +348,27 @@ class IterativeRun:
                                           **self._floors())
         if self.calibrate is not None:
             self.calibrate(pruner)
-        if self.planner is not None:  # e.g. soft sharing ties its columns
-            plan = self.planner(pruner, step_target)
-        elif self.settings.layer_keep:
-            plan = self._plan_by_layer_ratios(pruner, step_target, kind)
-        else:
-            plan = pruner.plan(step_target)
+        plan = self.planner(pruner, step_target)
         pruner.apply(plan, verify=self.settings.verify)  # also records the plan in the config
         return candidate
 
     def _floors(self) -> dict[str, Any]:
         """`min_fraction` as channel floors of the original model's groups: a floor relative to
         each step's already-pruned layer would compound (0.5 over three steps keeps 12.5%)."""
-        sizes = self.state.get("group_sizes") or {}
+        sizes = self._state.group_sizes
         if not self.target.min_fraction or not sizes:
             return {}
         floors = {name: math.ceil(self.target.min_fraction * size - 1e-9)
                   for name, size in sizes.items()}
         return {"min_fraction": 0.0, "floors": {**floors, **self.target.floors}}
 
-    def _plan_by_layer_ratios(self, pruner: Any, step_target: Any, kind: str) -> Any:
-        """A plan that prunes each listed group in proportion to its allowed ratio.
-
-        Group g may lose (1 - keep_g) * scale of its original channels; `scale` is bisected so
-        that the plan just reaches this step's target. Fragile groups (keep 1.0) lose nothing.
-        """
-        wanted = getattr(step_target, kind)
-        fraction_key = "params_fraction" if kind == "params" else "macs_fraction"
-
-        def plan_at(scale: float) -> Any:
-            overrides = dict(self.target.overrides)
-            for name, spec in self.settings.layer_keep.items():
-                group = pruner.graph.by_name.get(name)
-                if group is not None:
-                    count = spec["size"] * (1 - min(1.0, (1 - spec["keep"]) * scale))
-                    overrides[name] = min(1.0, max(1.0, count) / group.size)
-            full = dataclasses.replace(step_target, **{kind: 1.0}, overrides=overrides)
-            return pruner.plan(full)
-
-        low, high = 0.0, 1.0 / max(1e-6, 1 - min(s["keep"] for s in
-                                               self.settings.layer_keep.values()))
-        if plan_at(high).meta[fraction_key] > wanted + 1e-9:
-            raise UnreachableTarget(f"the per-layer ratios cannot reach {kind}={wanted:.3f} even "
-                                    "at their limits; allow a larger --max-drop in sensitivity")
-        for _ in range(20):
-            middle = (low + high) / 2
-            low, high = (middle, high) if plan_at(middle).meta[fraction_key] > wanted else \
-                (low, middle)
-        return plan_at(high)
-
     def attempt(self, proposed: float) -> dict[str, Any]:
         """Prune to `proposed`, fine-tune, evaluate and judge by the guard; returns the record."""
+        state = self._state
         started = time.perf_counter()
-        self.state["attempt"] += 1
-        _reseed(self.settings.seed, self.state["attempt"])
-        record: dict[str, Any] = {"step": self.state["attempt"], "cost": self.cost,
+        state.attempt += 1
+        _reseed(self.settings.seed, state.attempt)
+        record: dict[str, Any] = {"step": state.attempt, "cost": self.cost,
                                   "target_fraction": round(proposed, 6)}
         if self.cost == "macs":
             record["target_macs_fraction"] = record["target_fraction"]
@@ -357,7 +380,7 @@ class IterativeRun:
         before = _as_metrics(self.evaluate(candidate))
         self.finetune(candidate)
         after = _as_metrics(self.evaluate(candidate))
-        baseline = self.state["baseline"]
+        baseline = state.baseline
         drops = {k: baseline["metrics"][k] - after[k] for k in self.limits}
         broken = sorted(set(_not_finite(after)) | {k for k, drop in drops.items()
                                                    if drop > self.limits[k] + 1e-9})
@@ -370,33 +393,33 @@ class IterativeRun:
             "guard_broken_by": broken, "seconds": round(time.perf_counter() - started, 3)}
         if not broken:
             self.model = candidate
-            self.state["current"] = snapshot | {"metric": record["metric"], "metrics": after}
-            self.state["fraction"] = record["achieved_fraction"]
+            state.current = snapshot | {"metric": record["metric"], "metrics": after}
+            state.fraction = record["achieved_fraction"]
         return record
 
     # -- the loop --------------------------------------------------------------------------
     def _next_proposal(self) -> float | None:
         """The cost fraction to try next, or None when the run is over."""
-        state, tol = self.state, self.settings.tolerance
-        while state["pointer"] < len(self.plan_points) and \
-                state["fraction"] <= self.plan_points[state["pointer"]] + tol:
-            state["pointer"] += 1
-        if state["pointer"] >= len(self.plan_points) or \
-                state["attempt"] >= 4 * len(self.plan_points) + 12:
+        state, tol = self._state, self.settings.tolerance
+        while state.pointer < len(self.plan_points) and \
+                state.fraction <= self.plan_points[state.pointer] + tol:
+            state.pointer += 1
+        if state.pointer >= len(self.plan_points) or \
+                state.attempt >= 4 * len(self.plan_points) + 12:
             return None
-        goal = self.plan_points[state["pointer"]]
-        limit = state.get("step_limit")
-        proposed = goal if limit is None else max(goal, state["fraction"] - limit)
-        if state["fraction"] - proposed < self.settings.min_step - 1e-12:
+        goal = self.plan_points[state.pointer]
+        limit = state.step_limit
+        proposed = goal if limit is None else max(goal, state.fraction - limit)
+        if state.fraction - proposed < self.settings.min_step - 1e-12:
             return None
         return proposed
 
     def _after_attempt(self, record: dict[str, Any], previous: float) -> None:
         """Halve the step after a failure; never loop on a point that brings no progress."""
         if record["status"] != "accepted":
-            self.state["step_limit"] = (previous - record["target_fraction"]) / 2
+            self._state.step_limit = (previous - record["target_fraction"]) / 2
         elif record["achieved_fraction"] >= previous - 1e-4:
-            self.state["pointer"] += 1
+            self._state.pointer += 1
 
     def _group_sizes(self) -> dict[str, int]:
         """Channels per group of the unpruned model (the reference for per-layer floors)."""
@@ -420,7 +443,7 @@ class IterativeRun:
         self._initial_graph = pruner.graph  # traced once: `start` reads the group sizes from it
         final = dataclasses.replace(self.target, **{self.cost: self.target_fraction})
         try:
-            plan = self.planner(pruner, final) if self.planner is not None else pruner.plan(final)
+            plan = self.planner(pruner, final)
         except UnreachableTarget as err:
             raise UnreachableTarget(f"target {self.cost}={self.target_fraction} cannot be reached "
                                     f"by this model: {err}") from None
@@ -435,15 +458,16 @@ class IterativeRun:
             self.check_reachable()
             self.start()
             self._checkpoint(accepted=False)
-        while not self.state["done"]:
+        state = self._state
+        while not state.done:
             proposed = self._next_proposal()
             if proposed is None:
-                self.state["done"] = True
+                state.done = True
                 self._checkpoint(accepted=False)
                 break
-            previous = self.state["fraction"]
+            previous = state.fraction
             record = self.attempt(proposed)
-            self.state["steps"].append(record)
+            state.steps.append(record)
             self._after_attempt(record, previous)
             self._checkpoint(accepted=record["status"] == "accepted")
             if self.on_attempt is not None:
@@ -452,43 +476,33 @@ class IterativeRun:
 
     def result(self) -> IterativeResult:
         """The run's outcome; the final model is the last good state."""
-        final = dict(self.state["current"])
-        reached = self.state["fraction"] <= self.target_fraction + self.settings.tolerance
-        return IterativeResult(self.state["baseline"], final, self.state["steps"], reached,
+        state = self._state
+        reached = state.fraction <= self.target_fraction + self.settings.tolerance
+        return IterativeResult(state.baseline, dict(state.current), state.steps, reached,
                                self.cost, self.target_fraction, self.model)
 
 
 def iterative_prune(model: nn.Module, finetune: Callable[[nn.Module], Any],
-                    evaluate: Callable[[nn.Module], float | Mapping[str, float]], target: Any,
-                    example_inputs: torch.Tensor, *, criterion: Any = "l1",
-                    schedule: str = "equal", steps: int = 5,
-                    max_drop: float | Mapping[str, float] = 0.01, min_step: float = 0.02,
+                    evaluate: Callable[[nn.Module], float | Mapping[str, float]], target: Target,
+                    example_inputs: torch.Tensor, *, settings: RunSettings | None = None,
                     calibrate: Callable[[Any], Any] | None = None,
                     checkpoint_dir: str | Path | None = None, resume: bool = False,
-                    seed: int = 0, verify: bool = True,
-                    pruner_options: dict[str, Any] | None = None,
                     on_attempt: Callable[[dict[str, Any]], Any] | None = None,
-                    run_label: str = "", layer_keep: dict[str, dict[str, float]] | None = None,
-                    planner: Planner | None = None) -> IterativeResult:
+                    planner: Planner | None = None, **options: Any) -> IterativeResult:
     """Prune `model` towards `target` in steps, fine-tuning after each, guarded by `max_drop`.
 
     `target` is a leannet.Target with one of macs / params / latency / channels as the fraction
-    of the baseline to keep. `max_drop` is the allowed absolute drop of the evaluate metric from
-    its baseline value (a dict gives one limit per task). Returns the outcome with the pruned
-    model (`result.model`); the model passed in is left untouched. `layer_keep` ({group:
-    {"size": original channels, "keep": fraction}}, e.g. from sensitivity analysis) makes each
-    step prune those groups in proportion to (1 - keep): robust layers lose more. `planner`
-    replaces `pruner.plan(target)` for models with their own strategy, e.g.
+    of the baseline to keep. The run's settings come as one `RunSettings` or as its fields by
+    keyword (criterion, schedule, steps, max_drop, min_step, seed, verify, tolerance,
+    pruner_options, run_label, layer_keep). `max_drop` is the allowed absolute drop of the
+    evaluate metric from its baseline value (a dict gives one limit per task). Returns the outcome
+    with the pruned model (`result.model`); the model passed in is left untouched. `layer_keep`
+    ({group: {"size": original channels, "keep": fraction}}, e.g. from sensitivity analysis) makes
+    each step prune those groups in proportion to (1 - keep): robust layers lose more. `planner`
+    replaces planning by score for models with their own strategy, e.g.
     `leannet.multitask.prune.tied_column_planner(model)` for soft sharing.
     """
-    if steps < 1:
-        raise LeannetError(f"steps must be at least 1, got {steps}")
-    for value in (max_drop.values() if isinstance(max_drop, Mapping) else [max_drop]):
-        checks.number("max-drop", value, low=0)  # NaN would switch the guard off
-    checks.number("min_step", min_step, low=0, high=1, low_open=True)
-    settings = RunSettings(criterion, schedule, steps, max_drop, min_step, seed, verify,
-                           pruner_options=dict(pruner_options or {}), run_label=run_label,
-                           layer_keep=dict(layer_keep or {}))
-    run = IterativeRun(model, finetune, evaluate, target, example_inputs, settings, calibrate,
-                       checkpoint_dir, on_attempt, planner)
+    run = IterativeRun(model, finetune, evaluate, target, example_inputs,
+                       RunSettings.make(settings, **options), calibrate, checkpoint_dir,
+                       on_attempt, planner)
     return run.run(resume=resume)

@@ -16,13 +16,9 @@ console = Console()
 
 def _target(macs: float | None, params: float | None, latency: float | None,
             channels: float | None) -> dict[str, float]:
-    """Exactly one target kind, as {kind: fraction to keep}."""
-    given = {k: v for k, v in (("macs", macs), ("params", params), ("latency", latency),
-                               ("channels", channels)) if v is not None}
-    if len(given) != 1:
-        raise LeannetError("give exactly one of --target-macs, --target-params, --target-latency, "
-                           f"--target-channels (got {len(given)})")
-    return given
+    """The target options given, as {kind: fraction to keep}; `Target` checks them."""
+    return {k: v for k, v in (("macs", macs), ("params", params), ("latency", latency),
+                              ("channels", channels)) if v is not None}
 
 
 def print_attempt(record: dict) -> None:

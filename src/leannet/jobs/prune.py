@@ -22,8 +22,7 @@ from leannet.models import model_config
 from leannet.files import check_out_dir, output_folder
 from leannet.train.kinds import planner_for, task_for
 from leannet.measure import file_size
-from leannet.iterative import (DATA_DRIVEN, STATE_FILE, IterativeResult, iterative_prune,
-                                     schedule_fractions, target_cost)
+from leannet.iterative import DATA_DRIVEN, STATE_FILE, IterativeResult, RunSettings, iterative_prune
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
 from leannet.train.fit import evaluate, fit
@@ -199,23 +198,21 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
     """
 
     check_prune_job(job)
-    (kind, fraction), = job.target.items()
-    options: dict[str, Any] = {kind: fraction}
-    target = Target(round_to=job.round_to, min_fraction=job.min_fraction, **options)
-    target_cost(target)
-    schedule_fractions(0.5, job.steps, job.schedule)
+    target = Target(round_to=job.round_to, min_fraction=job.min_fraction, **job.target)
+    target.reduction()  # the one place a target is checked, before any work
+    options = {"task_weights": job.task_weights} if job.task_weights else {}
+    settings = RunSettings(criterion=job.criterion, schedule=job.schedule, steps=job.steps,
+                           max_drop=job.max_drop, seed=job.seed, pruner_options=options)
     bench = open_workbench(job.model_dir, job.data, job.data_root, job.batch_size, job.seed)
     _check_task_names(bench.task, job)
     finetune, score, calibrate = make_callables(bench, job)
-    options = {"task_weights": job.task_weights} if job.task_weights else {}
     marker = STATE_FILE if job.resume else None
     with output_folder(job.out, job.force, resume_marker=marker) as work:
-        layer_keep = _layer_keep(job, work)
+        settings.layer_keep = _layer_keep(job, work)
+        settings.run_label = _run_label(job, bench.data)
         outcome = iterative_prune(
-            bench.model, finetune, score, target, bench.example_inputs, criterion=job.criterion,
-            schedule=job.schedule, steps=job.steps, max_drop=job.max_drop, calibrate=calibrate,
-            checkpoint_dir=work, resume=job.resume, seed=job.seed, pruner_options=options,
-            on_attempt=on_attempt, layer_keep=layer_keep, run_label=_run_label(job, bench.data),
+            bench.model, finetune, score, target, bench.example_inputs, settings=settings,
+            calibrate=calibrate, checkpoint_dir=work, resume=job.resume, on_attempt=on_attempt,
             planner=planner_for(bench.model))
         result = finish_run(job, work, bench.model, outcome, bench.data)
     return result

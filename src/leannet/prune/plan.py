@@ -60,6 +60,16 @@ class Target:
                 raise LeannetError(f"override {key}={frac!r} must be a fraction to keep in (0, 1]")
         return name, float(value)
 
+    def reduction(self) -> tuple[str, float]:
+        """`kind()` for a run that must shrink the model: the fraction must be below 1."""
+        chosen = [(k, getattr(self, k)) for k in KINDS if getattr(self, k) is not None]
+        if len(chosen) == 1:
+            name, value = chosen[0]
+            if not isinstance(value, (int, float)) or not 0 < value < 1:
+                raise LeannetError(f"target {name}={value!r} is impossible or already met; expected "
+                                   "a fraction of the baseline between 0 and 1 (e.g. 0.5 keeps half)")
+        return self.kind()
+
 
 @dataclass
 class PruningPlan:
