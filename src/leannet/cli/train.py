@@ -46,7 +46,11 @@ def register(app: typer.Typer) -> None:
         penalty: Optional[str] = typer.Option(None, "--penalty", help="Soft sharing: l2 or trace."),
         strength: Optional[float] = typer.Option(None, "--strength", help="Soft-sharing strength."),
         weighting: Optional[str] = typer.Option(
-            None, "--weighting", help="Multi-task loss weights: fixed, uncertainty or dwa."),
+            None, "--weighting", help="Multi-task loss weights: fixed, uncertainty, dwa, "
+            "gradnorm, or gradient balancing: pcgrad, cagrad, imtl, aligned."),
+        tasks: Optional[str] = typer.Option(
+            None, "--tasks", help="Multi-head: the source's tasks to learn on one backbone, "
+            "e.g. detect,segment,classify (digits-detect)."),
         workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda [default: auto]."),
     ) -> None:
@@ -59,7 +63,7 @@ def register(app: typer.Typer) -> None:
                        label_smoothing=label_smoothing, width_mult=width_mult,
                        image_size=image_size, seed=seed, out=out, force=force, task=task,
                        head=head, sharing=sharing, penalty=penalty, strength=strength,
-                       weighting=weighting, workers=workers, device=device)
+                       weighting=weighting, workers=workers, device=device, tasks=tasks)
         result = run_train(job)
         console.print(result_table(result))
         console.print(f"model: {result['model_dir']}   result: {out / 'result.json'}")

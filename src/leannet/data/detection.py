@@ -28,6 +28,7 @@ from leannet.errors import LeannetError
 __all__ = ["DigitCanvases", "YoloFolder", "detection_collate"]
 
 Augment = Callable[[Tensor, dict], tuple[Tensor, dict]] | None
+MASK_INK = 85  # uint8 ink from which a pixel belongs to its digit's mask
 
 
 def _tight_crops(images: np.ndarray) -> list[Tensor]:
@@ -128,9 +129,22 @@ class DigitCanvases(Dataset):
         labels = self.labels[chosen] if chosen else torch.zeros(0, dtype=torch.long)
         return canvas.round().clamp(0, 255).to(torch.uint8), {"boxes": boxes, "labels": labels}
 
+    def mask(self, index: int) -> Tensor:
+        """The (H, W) int64 semantic mask of canvas `index`: 0 background, digit d is d + 1
+        where its ink is at least MASK_INK (a third of full intensity)."""
+        chosen, boxes = self.layout(index)
+        mask = torch.zeros(self.image_size, self.image_size, dtype=torch.long)
+        for pick, (x1, y1, x2, y2) in zip(chosen, boxes.long().tolist()):
+            digit = self.crops[pick][None, None].float()
+            ink = F.interpolate(digit, size=(y2 - y1, x2 - x1), mode="bilinear",
+                                align_corners=False)[0, 0]
+            region = mask[y1:y2, x1:x2]
+            region[ink.round() >= MASK_INK] = int(self.labels[pick]) + 1
+        return mask
+
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
         image, target = self.render(index)
-        if self.augment is not None:
+        if self.augment:  # None or False (loaders.plain switches it off)
             image, target = self.augment(image, target)
         return to_input(image), target
 
@@ -187,7 +201,7 @@ class YoloFolder(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
         boxes, labels = to_pixel_boxes(self.rows[index], self.image_size)
         image, target = self._image(index), {"boxes": boxes, "labels": labels}
-        if self.augment is not None:
+        if self.augment:  # None or False (loaders.plain switches it off)
             image, target = self.augment(image, target)
         return to_input(image), target
 

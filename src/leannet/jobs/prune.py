@@ -25,6 +25,7 @@ from leannet.measure import file_size
 from leannet.iterative import DATA_DRIVEN, STATE_FILE, IterativeResult, RunSettings, iterative_prune
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
+from leannet.data.multihead import multihead_view
 from leannet.train.fit import evaluate, fit
 from leannet.prune import Target
 from leannet.prune.sensitivity import ratios_from_sensitivity, sensitivity_analysis
@@ -87,6 +88,9 @@ def open_workbench(model_dir: Path, data: str | None, data_root: Path | None, ba
         data, data_root = recorded["name"], data_root or recorded.get("root")
     channels, height, _ = model_config(model)["input_shape"]
     source = get_source(data, data_root, image_size=height)
+    heads = getattr(model, "head_specs", None)
+    if heads:  # a multi-head model reads one label per head from the source
+        source = multihead_view(source, list(heads))
     if source.in_channels != channels:
         raise LeannetError(f"data source {data!r} has {source.in_channels} channel(s) but the model "
                            f"in {model_dir} expects {channels}")
@@ -107,7 +111,7 @@ def _check_outputs(model: nn.Module, inputs: torch.Tensor, source: Any, data: st
         first = str(err).splitlines()[0]
         raise LeannetError(f"data source {data!r} does not fit the model in {model_dir}: {first}"
                            ) from None
-    if isinstance(outputs, dict) and source.task not in ("multitask", "detect"):
+    if isinstance(outputs, dict) and source.task not in ("multitask", "multihead", "detect"):
         raise LeannetError(f"the model in {model_dir} is multi-task (tasks {', '.join(outputs)}) "
                            f"but data source {data!r} is not; pass a multi-task --data such as "
                            "multi-digits")

@@ -19,6 +19,7 @@ from leannet.models import list_models
 from leannet.train.kinds import get_kind
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
+from leannet.data.multihead import multihead_view
 from leannet.files import atomic_write_json
 from leannet.measure import measure
 from leannet.models import model_input_shape
@@ -53,6 +54,7 @@ class TrainJob:
     weighting: str | None = None
     workers: int = 0
     device: str | None = None
+    tasks: str | None = None  # multi-head: which labelled tasks of the source, e.g. detect,segment
 
 
 OPTIMIZER_DEFAULTS = {"sgd": {"lr": 0.05, "weight_decay": 5e-4},
@@ -114,6 +116,8 @@ def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
     image_size = job.image_size or _model_image_size(job)
     options = {"image_size": image_size} if image_size else {}
     source = get_source(job.data, job.data_root, **options)
+    if job.tasks:  # several labels per image, one per task (boxes, masks, labels)
+        source = multihead_view(source, job.tasks)
     job = with_recipe(job, job.task or source.task)
     assert job.optimizer is not None and job.lr is not None  # filled by the recipe
     assert job.weight_decay is not None and job.warmup_epochs is not None

@@ -1,4 +1,5 @@
-"""The `multitask` task kind: hard or soft sharing over a registry model, one head per task."""
+"""Task kinds `multitask` (hard or soft sharing, a classifier head per task) and `multihead`
+(one backbone, heads of different kinds: detect, segment, classify, multilabel)."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,6 +7,8 @@ from typing import Any
 from torch import nn
 
 from leannet.data.registry import DataSource
+from leannet.multitask.multihead import build as build_heads
+from leannet.multitask.multihead import task_for as heads_task_for
 from leannet.multitask.prune import tied_column_planner
 from leannet.multitask.setup import build as build_shared
 from leannet.multitask.setup import task_for as multitask_task_for
@@ -27,3 +30,13 @@ def task_for(model: nn.Module, source: DataSource) -> Any:
 register_kind(TaskKind("multitask", build, task_for,
                        recipe={"optimizer": "sgd", "warmup_epochs": 1.0},
                        planner=tied_column_planner))
+
+
+def build_multihead(source: DataSource, model: str, options: BuildOptions
+                    ) -> tuple[nn.Module, Any]:
+    """A multi-head model (one backbone, a head per task of the source) and its MultiTask."""
+    return build_heads(source, model, options.backbone_kwargs(), options.weighting)
+
+
+register_kind(TaskKind("multihead", build_multihead, heads_task_for,
+                       recipe={"optimizer": "adamw", "warmup_epochs": 1.0}))

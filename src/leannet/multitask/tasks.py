@@ -41,6 +41,7 @@ class MultiTask(nn.Module):
         self.main_metric = f"mean_{metrics.pop()}" if len(metrics) == 1 else "mean_metric"
         self._epoch_sums: dict[str, Tensor | float] = {t: 0.0 for t in self.tasks}
         self._epoch_batches = 0
+        self._last_losses: dict[str, Tensor] | None = None
 
     def task_losses(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
         """Each task's own loss."""
@@ -54,7 +55,24 @@ class MultiTask(nn.Module):
             for t, value in losses.items():  # summed as tensors: no device sync per step
                 self._epoch_sums[t] = self._epoch_sums[t] + value.detach()
             self._epoch_batches += 1
+            self._last_losses = losses
         return self.weighting(losses)
+
+    def backward(self, loss: Tensor, model: nn.Module) -> None:
+        """The fit loop's backward pass: the weighting's own (gradient methods, GradNorm need
+        per-task gradients of the shared parameters), else `loss.backward()`."""
+        losses, self._last_losses = self._last_losses, None
+        if losses is None:
+            loss.backward()
+            return
+        model = getattr(model, "module", model)  # DistributedDataParallel or torch.compile
+        model = getattr(model, "_orig_mod", model)
+        shared = getattr(model, "shared_parameters", None)
+        params = list(shared()) if callable(shared) else []
+        if not params and type(self.weighting).backward is not Weighting.backward:
+            raise LeannetError(f"loss weighting {type(self.weighting).__name__} needs a model "
+                               "with shared parameters (hard sharing or a multi-head model)")
+        self.weighting.backward(losses, loss, params)
 
     @property
     def label_smoothing(self) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from itertools import combinations
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +43,10 @@ class HardSharing(nn.Module):
     def task_names(self) -> list[str]:
         """The tasks, in head order."""
         return list(self.heads)
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """The trunk's parameters, which every task's loss reaches."""
+        return self.trunk.parameters()
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         features = self.trunk(x)

@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from leannet.data.multihead import multihead_view
 from leannet.data.registry import DataSource, get_source, list_sources
 from leannet.errors import LeannetError
 from leannet.train.kinds import BuildOptions, kind_for, task_for
@@ -47,6 +48,9 @@ def source_for_model(model: nn.Module, name: str | None, root: str | Path | None
     channels, height = config.get("input_shape", [None, None])[:2]
     options = {"image_size": height} if height and _accepts_image_size(name) else {}
     source = get_source(name, root, **options)
+    heads = getattr(model, "head_specs", None)
+    if heads:  # a multi-head model reads one label per head from the source
+        source = multihead_view(source, list(heads))
     if channels is not None and source.task == "classify" and source.in_channels != channels:
         raise LeannetError(f"data source {name!r} has {source.in_channels} channel(s) but the "
                            f"model expects {channels}")

@@ -1,0 +1,160 @@
+"""Several labels per image for multi-head models: boxes, a semantic mask, image-level labels.
+
+A detection set that can also give each image's semantic mask (`mask(index)`, e.g.
+`digits-detect`) is viewed with a task spec: which tasks, and where each label comes from.
+Label sources: `boxes` (YOLO boxes, for a detect head), `mask` (per-pixel classes, 0 =
+background), `count` (how many boxes, an image-level class) and `present` (which box classes
+occur, a multi-label target). Samples are (float image, {task: target}); batch them with
+`multi_target_collate`. Augmentation moves image, boxes and mask together (torchvision v2).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from leannet.data.box_augment import to_input
+from leannet.data.registry import DataSource
+from leannet.errors import LeannetError
+
+# label source -> the head kind that reads it
+LABELS = {"boxes": "detect", "mask": "segment", "count": "classify", "present": "multilabel"}
+IGNORE = 255  # mask value a segmentation loss skips (pixels pushed in by augmentation)
+
+
+def parse_tasks(text: str | Sequence[str], available: dict[str, dict[str, Any]]
+                ) -> dict[str, dict[str, Any]]:
+    """`detect,segment,classify` -> the source's spec of each named task, in the given order."""
+    names = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
+    names = [n for n in names if n]
+    if not names:
+        raise LeannetError("--tasks needs at least one task, e.g. detect,segment,classify")
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise LeannetError(f"task(s) {', '.join(unknown)} are not labelled in this source; it "
+                           f"has {', '.join(available)}")
+    if len(set(names)) != len(names):
+        raise LeannetError(f"--tasks names a task twice: {','.join(names)}")
+    return {n: dict(available[n]) for n in names}
+
+
+def joint_augment(scale: tuple[float, float] = (0.85, 1.15), translate: float = 0.08,
+                  flip: bool = False) -> Callable[[Tensor, dict], tuple[Tensor, dict]]:
+    """Random scale and shift applied alike to the image, its boxes and its mask."""
+    ops: list = [v2.RandomHorizontalFlip()] if flip else []
+    ops += [v2.RandomAffine(degrees=0, translate=(translate, translate), scale=scale),
+            v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=2)]
+    pipeline = v2.Compose(ops)
+
+    def apply(image: Tensor, target: dict) -> tuple[Tensor, dict]:
+        size = tuple(image.shape[-2:])
+        # shift the mask by one so the fill (0) marks pixels that came from outside the image
+        sample = pipeline({"image": tv_tensors.Image(image),
+                           "boxes": tv_tensors.BoundingBoxes(target["boxes"], format="XYXY",
+                                                             canvas_size=size),
+                           "labels": target["labels"],
+                           "mask": tv_tensors.Mask(target["mask"].long() + 1)})
+        mask = sample["mask"].as_subclass(Tensor) - 1
+        mask[mask < 0] = IGNORE
+        return sample["image"].as_subclass(Tensor), {
+            "boxes": sample["boxes"].as_subclass(Tensor).float(), "labels": sample["labels"],
+            "mask": mask}
+
+    return apply
+
+
+class MultiTargetView(Dataset):
+    """A detection set whose items are (image, {task: target}) for the spec's tasks."""
+
+    def __init__(self, base: Any, tasks: dict[str, dict[str, Any]], augment: bool) -> None:
+        for needed in ("render", "mask"):
+            if not callable(getattr(base, needed, None)):
+                raise LeannetError(f"{type(base).__name__} cannot give per-task labels "
+                                   f"(it has no {needed}())")
+        self.base, self.tasks = base, tasks
+        self.augment = joint_augment() if augment else None
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
+        image, target = self.base.render(index)
+        target = {**target, "mask": self.base.mask(index)}
+        if self.augment:  # None or False (loaders.plain switches it off)
+            image, target = self.augment(image, target)
+        return to_input(image), {name: self._label(spec, target) for name, spec in self.tasks.items()}
+
+    @staticmethod
+    def _label(spec: dict[str, Any], target: dict[str, Tensor]) -> Any:
+        source = spec["labels"]
+        if source == "boxes":
+            return {"boxes": target["boxes"], "labels": target["labels"]}
+        if source == "mask":
+            return target["mask"].long()
+        if source == "count":
+            return torch.tensor(min(len(target["labels"]), spec["classes"] - 1))
+        present = torch.zeros(spec["classes"])
+        present[target["labels"].long()] = 1.0
+        return present
+
+    def box_sizes(self) -> Tensor:
+        """Box sizes of the underlying set (for k-means anchors)."""
+        return self.base.box_sizes()
+
+
+def multi_target_collate(batch: Sequence[tuple[Tensor, dict[str, Any]]]
+                         ) -> tuple[Tensor, dict[str, Any]]:
+    """Stack images and tensor targets; box targets stay a list per image."""
+    images = torch.stack([image for image, _ in batch])
+    targets: dict[str, Any] = {}
+    for name, first in batch[0][1].items():
+        column = [t[name] for _, t in batch]
+        targets[name] = column if isinstance(first, dict) else torch.stack(column)
+    return images, targets
+
+
+def available_tasks(source: DataSource) -> dict[str, dict[str, Any]]:
+    """The tasks a detection source can label: `extra["labels"]` when it says, else derived from
+    what it has: detect (boxes), labels (classes present), classify (box count, when the source
+    has `count_classes`), segment (when its images have a `mask()`: classes + 1, 0 background)."""
+    if source.extra.get("labels"):
+        return dict(source.extra["labels"])
+    if source.task != "detect":
+        return {}
+    names = [str(n) for n in source.class_names] or [str(i) for i in range(source.num_classes)]
+    tasks: dict[str, dict[str, Any]] = {
+        "detect": {"kind": "detect", "labels": "boxes", "classes": source.num_classes,
+                   "class_names": names}}
+    if callable(getattr(source.val, "mask", None)):
+        tasks["segment"] = {"kind": "segment", "labels": "mask", "classes": source.num_classes + 1,
+                            "class_names": ["background", *names]}
+    if source.extra.get("count_classes"):
+        tasks["classify"] = {"kind": "classify", "labels": "count",
+                             "classes": int(source.extra["count_classes"])}
+    tasks["labels"] = {"kind": "multilabel", "labels": "present", "classes": source.num_classes,
+                       "class_names": names}
+    return tasks
+
+
+def multihead_view(source: DataSource, tasks: str | Sequence[str]) -> DataSource:
+    """`source` as a multihead source whose samples carry one label per named task."""
+    available = available_tasks(source)
+    if not available:
+        raise LeannetError(f"data source {source.name!r} does not label several tasks per image; "
+                           "--tasks needs one that does, such as digits-detect")
+    spec = parse_tasks(tasks, available)
+
+    def view(dataset: Any, augment: bool) -> Any:
+        return None if dataset is None else MultiTargetView(dataset, spec, augment)
+
+    train_augment = getattr(source.train, "augment", None) is not None
+    extra = {**source.extra, "tasks": spec, "collate_fn": multi_target_collate}
+    views = {"train": view(source.train, train_augment), "val": view(source.val, False)}
+    if getattr(source, "test", None) is not None:
+        views["test"] = view(source.test, False)
+    return replace(source, task="multihead", extra=extra, **views)
