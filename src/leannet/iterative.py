@@ -168,7 +168,7 @@ class RunState:
         """Check a parsed state.json field by field; one clear line for anything wrong."""
         if not isinstance(data, dict):
             raise LeannetError(f"{where} must hold a JSON object")
-        kinds = {"fingerprint": str, "baseline": dict, "pointer": int, "attempt": int,
+        kinds: dict[str, Any] = {"fingerprint": str, "baseline": dict, "pointer": int, "attempt": int,
                  "fraction": (int, float), "steps": list, "done": bool, "current": dict}
         for key, kind in kinds.items():
             value = data.get(key)
@@ -344,8 +344,7 @@ class IterativeRun:
         # latency is planned by MACs; so are channels when per-layer ratios do the planning
         by_macs = self.cost == "latency" or (self.cost == "channels" and self.settings.layer_keep)
         kind = "macs" if by_macs else self.cost
-        step_target = dataclasses.replace(self.target, **{self.cost: None, kind: relative},
-                                          **self._floors())
+        step_target = self.target.keeping(kind, relative, **self._floors())
         if self.calibrate is not None:
             self.calibrate(pruner)
         plan = self.planner(pruner, step_target)
@@ -441,7 +440,7 @@ class IterativeRun:
             return  # planned by bisection / by MACs step by step; each step reports its own limit
         pruner = self._weight_pruner()
         self._initial_graph = pruner.graph  # traced once: `start` reads the group sizes from it
-        final = dataclasses.replace(self.target, **{self.cost: self.target_fraction})
+        final = self.target.keeping(self.cost, self.target_fraction)
         try:
             plan = self.planner(pruner, final)
         except UnreachableTarget as err:

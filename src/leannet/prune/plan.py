@@ -6,6 +6,7 @@ replays on a fresh instance of the same architecture.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,13 @@ class Target:
                 raise LeannetError(f"override {key}={frac!r} must be a fraction to keep in (0, 1]")
         return name, float(value)
 
+    def keeping(self, kind: str, fraction: float, **changes: Any) -> "Target":
+        """This target with only `kind` set (to `fraction`) and the other fields `changes`."""
+        new = dataclasses.replace(self, **changes)
+        for name in KINDS:
+            setattr(new, name, fraction if name == kind else None)
+        return new
+
     def reduction(self) -> tuple[str, float]:
         """`kind()` for a run that must shrink the model: the fraction must be below 1."""
         chosen = [(k, getattr(self, k)) for k in KINDS if getattr(self, k) is not None]
@@ -83,7 +91,7 @@ class PruningPlan:
         return {"version": PLAN_VERSION, "groups": self.groups, "meta": self.meta}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PruningPlan":
+    def from_dict(cls, data: "PruningPlan | dict[str, Any]") -> "PruningPlan":
         """Parse and check the JSON form."""
         if isinstance(data, PruningPlan):
             return data

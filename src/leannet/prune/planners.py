@@ -6,7 +6,6 @@ model's own (soft-sharing columns tied together, in `leannet.multitask.prune`).
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Mapping
 
 from leannet.errors import UnreachableTarget
@@ -41,7 +40,7 @@ def by_layer_ratios(layer_keep: Mapping[str, Mapping[str, float]]) -> Planner:
                 if group is not None:
                     count = spec["size"] * (1 - min(1.0, (1 - spec["keep"]) * scale))
                     overrides[name] = min(1.0, max(1.0, count) / group.size)
-            return pruner.plan(dataclasses.replace(target, **{kind: 1.0}, overrides=overrides))
+            return pruner.plan(target.keeping(kind, 1.0, overrides=overrides))
 
         low, high = 0.0, 1.0 / max(1e-6, 1 - min(s["keep"] for s in layer_keep.values()))
         if plan_at(high).meta[fraction_key] > wanted + 1e-9:

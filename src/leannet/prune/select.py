@@ -145,7 +145,7 @@ def explain_protection(graph: ChannelGraph, top: int = 3) -> str:
         hint = next((h for k, h in FREEING.items() if why.startswith(k)), "")
         base = next((c for c in block.__mro__[1:] if graph.rules.find_type(c) is not None),
                     None) if block is not None else None
-        if base is not None:  # a subclass of a known layer, traced into: make it a leaf
+        if base is not None and block is not None:  # a subclass of a known layer, traced into: make it a leaf
             hint = (f"leaf_modules=[{block.__name__}] would use the rule of {base.__name__}, "
                     "which it subclasses, if its forward keeps that meaning; or a LayerRule "
                     "for it")

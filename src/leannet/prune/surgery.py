@@ -58,7 +58,7 @@ def restore(snap: Snapshot) -> None:
 def _replace(m: nn.Module, name: str, tensor: torch.Tensor) -> None:
     if name in m._parameters:
         old = m._parameters[name]
-        m._parameters[name] = nn.Parameter(tensor, requires_grad=old.requires_grad)
+        m._parameters[name] = nn.Parameter(tensor, requires_grad=old is None or old.requires_grad)
     else:
         m._buffers[name] = tensor
 

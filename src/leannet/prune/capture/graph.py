@@ -180,8 +180,9 @@ class _Context:
         sizes = [d for d in range(value.dim()) if value.shape[d] > 1]
         if len(sizes) != 1:
             return constant(self.uf, value.dim(), self.const_owner(node))
-        module, _, attr = node.target.rpartition(".")
-        label, atoms = fresh_param(self, node.target, value, sizes[0])
+        target = str(node.target)  # get_attr: a dotted parameter name
+        module, _, attr = target.rpartition(".")
+        label, atoms = fresh_param(self, target, value, sizes[0])
         self.add_member(PARAMETER, module, "param", atoms, param=attr, dim=sizes[0])
         return label
 
@@ -190,7 +191,7 @@ def describe(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[str, str, ty
     """(where, kind, block type) of a node for messages: the module and its type, or the op and
     the module it was called from."""
     if node.op == "call_module":
-        module = type(modules[node.target])
+        module = type(modules[str(node.target)])
         return f"module {node.target!r} ({module.__name__})", module.__name__, None
     if node.op == "output":
         return "the model's outputs", "output", None

@@ -6,7 +6,7 @@ of size > 1 is one along which removable channels really differ.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, overload
 
 import numpy as np
 import torch
@@ -24,6 +24,10 @@ def compress(label: Label) -> Label:
     return label.contiguous()
 
 
+@overload
+def canon(uf: UnionFind, label: Label) -> Label: ...
+@overload
+def canon(uf: UnionFind, label: None) -> None: ...
 def canon(uf: UnionFind, label: Label | None) -> Label | None:
     """The label with atoms replaced by their class roots, compressed."""
     if label is None:

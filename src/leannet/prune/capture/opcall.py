@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import fx, nn
+from torch import fx
 
 from leannet.prune.capture.labels import constant, tree_leaves, tree_map
 
@@ -42,7 +42,7 @@ class OpCall:
         return str(self.node.target)
 
     @property
-    def module(self) -> nn.Module:
+    def module(self) -> Any:  # a module of the rule's types: its attributes vary by type
         """The called module (call_module nodes)."""
         return self.ctx.modules[self.node.target]
 

@@ -9,7 +9,7 @@ literal slices of a channel dimension protect it.
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Callable, cast
 
 import torch
 from torch import fx
@@ -31,8 +31,8 @@ def _run_on_label(call: OpCall, full: torch.Tensor, module: Any = None) -> Any:
     if node.op == "call_method":
         if node.target in ("view", "view_as"):
             full = full.contiguous()
-        return getattr(full, node.target)(*args[1:], **kwargs)
-    return node.target(full, *args[1:], **kwargs)
+        return getattr(full, str(node.target))(*args[1:], **kwargs)
+    return cast(Callable[..., Any], node.target)(full, *args[1:], **kwargs)
 
 
 def _finish(ctx, result):
@@ -84,7 +84,7 @@ def _shape_spec(node: fx.Node, args, module=None) -> list[bool] | None:
     if isinstance(raw, fx.Node):
         return []
     raw = list(raw) if isinstance(raw, (tuple, list)) else [raw]
-    return [isinstance(r, fx.Node) or r == -1 for r in raw]
+    return [bool(isinstance(r, fx.Node) or r == -1) for r in raw]
 
 
 def reshaping(call: OpCall, module: Any = None) -> Any:

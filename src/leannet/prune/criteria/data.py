@@ -168,7 +168,9 @@ def calibrate(model: nn.Module, graph: ChannelGraph, loader: Any, criterion: Cri
     for name, (_, atoms) in graph.points.items():
         stats.atoms[f"act:{name}"] = atoms
     handles = []
-    for member in (m for m in graph.members if m.feature is not None):
+    for member in graph.members:
+        if member.feature is None:
+            continue
         dim, atoms = member.feature
         stats.atoms[f"in:{member.key}"] = atoms
         handles.append(model.get_submodule(member.module).register_forward_pre_hook(
@@ -225,5 +227,5 @@ def _loss(outputs: Any, targets: Any, loss_fn: Callable | None,
         value = loss_fn(outputs, targets)
     if isinstance(value, dict):
         weights = task_weights or {}
-        return sum(float(weights.get(k, 1.0)) * v for k, v in value.items())
+        return torch.stack([float(weights.get(k, 1.0)) * v for k, v in value.items()]).sum()
     return value

@@ -35,7 +35,7 @@ try:
     from timm.layers import activations, activations_me
     from timm.layers.pool2d_same import MaxPool2dSame
 except ImportError:  # timm is optional: without it, no timm rules
-    layers = None
+    layers = None  # type: ignore[assignment]
 
 
 def _then_activation(call: OpCall, label: Any, module: nn.Module) -> Any:
@@ -114,7 +114,7 @@ class BlurPool(LayerRule):
                                macs=int(np.prod(m.filt.shape[2:])) * int(np.prod(call.value.shape[2:])))
         return label
 
-    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+    def resize(self, m: Any, kinds: set[str]) -> None:
         m.channels = m.filt.shape[0]
 
 
@@ -140,7 +140,7 @@ class MixingNorm(LayerRule):
         dims = [1] if self.channels_first else [-1 - i for i in range(len(shape))]
         return coupled_along(call.only(call.x, call.label), dims)
 
-    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+    def resize(self, m: Any, kinds: set[str]) -> None:
         m.normalized_shape = (m.weight.shape[0],)
 
     def is_activation(self, module: nn.Module) -> bool:

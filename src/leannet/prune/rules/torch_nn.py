@@ -57,7 +57,7 @@ class Conv(LayerRule):
         ctx.add_layer(name, "conv_out", "conv_in", macs=kernel * spatial_out, weight=kernel)
         return out_label(value.dim(), 1, atoms)
 
-    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+    def resize(self, m: Any, kinds: set[str]) -> None:
         w = m.weight
         if "conv_dw" in kinds:
             m.groups = m.groups * w.shape[0] // m.out_channels
@@ -88,7 +88,7 @@ class ConvTranspose(LayerRule):
                       weight=kernel)
         return out_label(value.dim(), 1, atoms)
 
-    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+    def resize(self, m: Any, kinds: set[str]) -> None:
         m.in_channels, m.out_channels = m.weight.shape[0], m.weight.shape[1] * m.groups
 
 
@@ -112,7 +112,7 @@ class Linear(LayerRule):
         ctx.add_layer(name, "linear_out", "linear_in", macs=rows, weight=1)
         return out_label(value.dim(), value.dim() - 1, atoms)
 
-    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+    def resize(self, m: Any, kinds: set[str]) -> None:
         m.out_features, m.in_features = m.weight.shape
 
 
@@ -134,7 +134,7 @@ class Embedding(LayerRule):
         ctx.add_layer(name, None, None, params_per_channel=m.num_embeddings, member="embed_out")
         return out_label(value.dim(), value.dim() - 1, atoms)
 
-    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+    def resize(self, m: Any, kinds: set[str]) -> None:
         m.embedding_dim = m.weight.shape[1]
 
 
@@ -158,7 +158,7 @@ class BatchNorm(LayerRule):
                           params_per_channel=2 if m.weight is not None else 0, member="norm")
         return canon(ctx.uf, call.label)
 
-    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+    def resize(self, m: Any, kinds: set[str]) -> None:
         ref = m.weight if m.weight is not None else m.running_mean
         m.num_features = ref.shape[0]
 
@@ -183,7 +183,7 @@ class GroupNorm(LayerRule):
             ctx.add_layer(call.name, None, None, params_per_channel=2, member="gn")
         return canon(ctx.uf, call.label)
 
-    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+    def resize(self, m: Any, kinds: set[str]) -> None:
         per_group = m.num_channels // m.num_groups
         m.num_channels = m.weight.shape[0] if m.weight is not None else m.num_channels
         m.num_groups = m.num_channels // per_group
@@ -225,7 +225,7 @@ class LayerNorm(LayerRule):
         dims = [int(d) for d in -1 - np.arange(len(call.module.normalized_shape))]
         return coupled_along(call.only(call.x, call.label), dims)
 
-    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+    def resize(self, m: Any, kinds: set[str]) -> None:
         m.normalized_shape = (m.weight.shape[0],)
 
 
@@ -257,7 +257,7 @@ class PReLU(LayerRule):
             ctx.add_layer(call.name, None, None, params_per_channel=1, member="prelu")
         return canon(ctx.uf, call.label)
 
-    def resize(self, m: nn.Module, kinds: set[str]) -> None:
+    def resize(self, m: Any, kinds: set[str]) -> None:
         m.num_parameters = m.weight.shape[0]
 
     def is_activation(self, module: nn.Module) -> bool:
