@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from leannet.distributed import is_main
 from leannet.errors import LeannetError
 from leannet.measure import latency_from_dict
 
@@ -80,6 +81,12 @@ def prune(
     out: Path = typer.Option(Path("runs/pruned"), help="run folder"),
     resume: bool = typer.Option(False, help="continue an interrupted run in --out"),
     force: bool = typer.Option(False, help="overwrite --out"),
+    device: Optional[str] = typer.Option(None, help="fine-tuning/calibration device: cpu, cuda "
+                                                    "[default: cuda when present]"),
+    amp: Optional[str] = typer.Option(None, help="fine-tune in mixed precision: bf16 or fp16"),
+    channels_last: bool = typer.Option(False, help="fine-tune in channels-last memory format"),
+    compile: bool = typer.Option(False, help="fine-tune a torch.compile'd model"),
+    workers: int = typer.Option(0, help="DataLoader worker processes"),
 ) -> None:
     """Prune iteratively (prune, fine-tune, evaluate, repeat) with a guard on the metric."""
     from leannet.jobs.prune import PruneJob, parse_task_values, run_prune_job
@@ -96,10 +103,12 @@ def prune(
                    schedule=schedule, finetune_epochs=finetune_epochs, lr=lr,
                    optimizer=optimizer, batch_size=batch_size, round_to=round_to,
                    min_fraction=min_fraction, task_weights=weights, resume=resume, force=force,
-                   seed=seed, sensitivity_dir=sensitivity)
-    result = run_prune_job(job, on_attempt=print_attempt)
-    print_summary(result)
-    console.print(f"model: {result['model']}   report: {result['report']}")
+                   seed=seed, sensitivity_dir=sensitivity, device=device, amp=amp,
+                   channels_last=channels_last, compile=compile, workers=workers)
+    result = run_prune_job(job, on_attempt=print_attempt if is_main() else None)
+    if is_main():  # under torchrun, one summary
+        print_summary(result)
+        console.print(f"model: {result['model']}   report: {result['report']}")
 
 
 def sensitivity(

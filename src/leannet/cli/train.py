@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from leannet.distributed import is_main
 from leannet.measure import latency_from_dict
 
 console = Console()
@@ -53,6 +54,10 @@ def register(app: typer.Typer) -> None:
             "e.g. detect,segment,classify (digits-detect)."),
         workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda [default: auto]."),
+        amp: Optional[str] = typer.Option(None, "--amp", help="Mixed precision: bf16 or fp16."),
+        channels_last: bool = typer.Option(False, "--channels-last",
+                                           help="Channels-last (NHWC) memory format."),
+        compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     ) -> None:
         """Train MODEL on DATA; the best checkpoint goes to OUT/model."""
         from leannet.jobs.train import TrainJob, run_train
@@ -63,10 +68,12 @@ def register(app: typer.Typer) -> None:
                        label_smoothing=label_smoothing, width_mult=width_mult,
                        image_size=image_size, seed=seed, out=out, force=force, task=task,
                        head=head, sharing=sharing, penalty=penalty, strength=strength,
-                       weighting=weighting, workers=workers, device=device, tasks=tasks)
+                       weighting=weighting, workers=workers, device=device,
+                       amp=amp, channels_last=channels_last, compile=compile, tasks=tasks)
         result = run_train(job)
-        console.print(result_table(result))
-        console.print(f"model: {result['model_dir']}   result: {out / 'result.json'}")
+        if is_main():  # under torchrun, one table
+            console.print(result_table(result))
+            console.print(f"model: {result['model_dir']}   result: {out / 'result.json'}")
 
 
 def result_table(result: dict) -> Table:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from leannet import checkpoint, files
-from leannet import checks
+from leannet import checks, distributed
 from leannet.errors import LeannetError
 from leannet.models import model_config
 from leannet.files import check_out_dir, output_folder
@@ -24,9 +24,9 @@ from leannet.train.kinds import planner_for, task_for
 from leannet.measure import file_size
 from leannet.iterative import DATA_DRIVEN, STATE_FILE, IterativeResult, RunSettings, iterative_prune
 from leannet.data import get_source
-from leannet.data.loaders import make_loaders
+from leannet.data.loaders import calibration_loader, make_loaders
 from leannet.data.multihead import multihead_view
-from leannet.train.fit import evaluate, fit
+from leannet.train.fit import AMP_DTYPES, evaluate, fit
 from leannet.prune import Target
 from leannet.prune.sensitivity import ratios_from_sensitivity, sensitivity_analysis
 from leannet.report import plot_sensitivity
@@ -60,6 +60,11 @@ class PruneJob:
     force: bool = False
     seed: int = 0
     sensitivity_dir: Path | None = None  # a `leannet sensitivity` run whose layer ratios to use
+    device: str | None = None  # fine-tuning, calibration and evaluation (None: CUDA if present)
+    amp: str | None = None  # fine-tuning in bf16 or fp16 autocast
+    channels_last: bool = False
+    compile: bool = False
+    workers: int = 0  # DataLoader worker processes
 
 
 @dataclass
@@ -131,22 +136,28 @@ def guard_metrics(task: Any, metrics: dict[str, float]) -> dict[str, float]:
 def make_callables(bench: Workbench, job: PruneJob) -> tuple[Callable, Callable, Callable | None]:
     """Fine-tune, evaluate and (for data-driven criteria) calibrate, from leannet's training code."""
 
+    device = distributed.local_device(job.device)  # under torchrun: this rank's GPU
+
     def finetune(model: nn.Module) -> None:
         seed = int(torch.randint(0, 2**31 - 1, (1,)))  # drawn from the attempt's reseeded RNG
-        train_loader, _ = make_loaders(bench.source, job.batch_size, seed=seed)
+        train_loader, _ = make_loaders(bench.source, job.batch_size, seed=seed,
+                                       workers=job.workers)
         fit(model, train_loader, bench.val_loader, bench.task, job.finetune_epochs, lr=job.lr,
-            optimizer=job.optimizer, seed=None, progress=False, restore_best=True)
+            optimizer=job.optimizer, seed=None, progress=False, restore_best=True,
+            device=device, amp=job.amp, channels_last=job.channels_last, compile=job.compile)
 
     def score(model: nn.Module) -> dict[str, float]:
-        return guard_metrics(bench.task, evaluate(model, bench.val_loader, bench.task))
+        return guard_metrics(bench.task, evaluate(model, bench.val_loader, bench.task, device))
 
     def calibrate(pruner: Any) -> None:
         # per-task losses (a dict) let the Pruner weight each task by --task-weights; the batch
         # order comes from the attempt's reseeded RNG, so a resumed run calibrates identically
+        # (un-augmented, sharded under torchrun: the sums over ranks are one process's sums)
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        train_loader, _ = make_loaders(bench.source, job.batch_size, seed=seed)
+        loader = calibration_loader(bench.source, job.batch_size, seed, job.calibration_batches,
+                                    job.workers)
         loss_fn = getattr(bench.task, "task_losses", bench.task.loss)
-        pruner.calibrate(train_loader, loss_fn=loss_fn, max_batches=job.calibration_batches)
+        pruner.calibrate(loader, loss_fn=loss_fn, max_batches=job.calibration_batches)
 
     needs_data = job.criterion in DATA_DRIVEN or job.task_weights
     return finetune, score, (calibrate if needs_data else None)
@@ -181,6 +192,10 @@ def check_prune_job(job: PruneJob) -> None:
     checks.number("--round-to", job.round_to, low=1, high=1024, integer=True)
     checks.number("--min-fraction", job.min_fraction, low=0, high=1, high_open=True)
     checks.number("--seed", job.seed, low=0, integer=True)
+    checks.number("--workers", job.workers, low=0, high=64, integer=True)
+    checks.device(job.device)
+    if job.amp is not None and job.amp not in AMP_DTYPES:
+        raise LeannetError(f"--amp {job.amp!r}: expected bf16 or fp16")
     for name, weight in (job.task_weights or {}).items():
         checks.number(f"--task-weights {name}", weight, low=0)
     if job.optimizer not in ("sgd", "adamw"):
@@ -202,6 +217,11 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
     """
 
     check_prune_job(job)
+    distributed.init_from_env(job.device)  # under torchrun: join the group (else nothing)
+    distributed.barrier()  # every rank checked --out before rank 0 writes it
+    if distributed.active() and "latency" in job.target:
+        raise LeannetError("--target-latency under torchrun: each process would time its own "
+                           "copy and plan differently; prune by --target-macs, or in one process")
     target = Target(round_to=job.round_to, min_fraction=job.min_fraction, **job.target)
     target.reduction()  # the one place a target is checked, before any work
     options = {"task_weights": job.task_weights} if job.task_weights else {}
@@ -209,9 +229,10 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
                            max_drop=job.max_drop, seed=job.seed, pruner_options=options)
     bench = open_workbench(job.model_dir, job.data, job.data_root, job.batch_size, job.seed)
     _check_task_names(bench.task, job)
+    bench.model.to(distributed.local_device(job.device))  # inputs and copies follow it
     finetune, score, calibrate = make_callables(bench, job)
     marker = STATE_FILE if job.resume else None
-    with output_folder(job.out, job.force, resume_marker=marker) as work:
+    with distributed.output_folder(job.out, job.force, resume_marker=marker) as work:
         settings.layer_keep = _layer_keep(job, work)
         settings.run_label = _run_label(job, bench.data)
         outcome = iterative_prune(
@@ -229,6 +250,8 @@ def _run_label(job: PruneJob, data: str) -> str:
               "finetune_epochs": job.finetune_epochs, "optimizer": job.optimizer, "lr": job.lr,
               "batch_size": job.batch_size, "calibration_batches": job.calibration_batches,
               "sensitivity": str(job.sensitivity_dir) if job.sensitivity_dir else None}
+    if job.amp or job.channels_last:  # only when set: older run folders still resume
+        fields |= {"amp": job.amp, "channels_last": job.channels_last}
     return json.dumps(fields, sort_keys=True)
 
 

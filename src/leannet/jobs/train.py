@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from leannet import checks
+from leannet import checks, distributed
 from leannet.errors import LeannetError
-from leannet.files import check_out_dir, output_folder
+from leannet.files import check_out_dir
 from leannet.models import list_models
 from leannet.train.kinds import get_kind
 from leannet.data import get_source
@@ -24,7 +24,7 @@ from leannet.files import atomic_write_json
 from leannet.measure import measure
 from leannet.models import model_input_shape
 from leannet.train.build import build_for_source, remember_data
-from leannet.train.fit import fit
+from leannet.train.fit import AMP_DTYPES, fit
 
 
 @dataclass
@@ -54,6 +54,9 @@ class TrainJob:
     weighting: str | None = None
     workers: int = 0
     device: str | None = None
+    amp: str | None = None  # bf16 or fp16 autocast (fp16 with a GradScaler)
+    channels_last: bool = False
+    compile: bool = False
     tasks: str | None = None  # multi-head: which labelled tasks of the source, e.g. detect,segment
 
 
@@ -97,6 +100,8 @@ def check_job(job: TrainJob) -> None:
     checks.number("--workers", job.workers, low=0, high=64, integer=True)
     checks.number("--seed", job.seed, low=0, high=2**63 - 1, integer=True)
     checks.device(job.device)
+    if job.amp is not None and job.amp not in AMP_DTYPES:
+        raise LeannetError(f"--amp {job.amp!r}: expected bf16 or fp16")
     check_out_dir(job.out, job.force)
 
 
@@ -113,6 +118,8 @@ def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
     """Train as `job` says; returns (and writes to OUT/result.json) what was done, with numbers."""
 
     check_job(job)
+    distributed.init_from_env(job.device)  # under torchrun: join the group (else nothing)
+    distributed.barrier()  # every rank checked the output folder before rank 0 writes it
     image_size = job.image_size or _model_image_size(job)
     options = {"image_size": image_size} if image_size else {}
     source = get_source(job.data, job.data_root, **options)
@@ -129,19 +136,23 @@ def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
     remember_data(model, job.data, job.data_root)
     train_loader, val_loader = make_loaders(source, job.batch_size, seed=job.seed,
                                             workers=job.workers)
-    with output_folder(job.out, job.force) as out:  # the old output stays until this one is done
+    # the old output stays until this one is done; under torchrun only rank 0's is kept
+    with distributed.output_folder(job.out, job.force) as out:
         start = time.perf_counter()
         history = fit(model, train_loader, val_loader, task, job.epochs, optimizer=job.optimizer,
                       lr=job.lr, weight_decay=job.weight_decay, warmup_epochs=job.warmup_epochs,
                       seed=job.seed, device=job.device, out_dir=out, progress=progress,
-                      restore_best=True)
+                      restore_best=True, amp=job.amp, channels_last=job.channels_last,
+                      compile=job.compile)
         seconds = time.perf_counter() - start
         best = max(history, key=lambda r: r.get(task.main_metric, float("-inf")))
-        numbers = measure(model.cpu().eval(), model_input_shape(model, 1), path=out / "model")
+        numbers = measure(model.cpu().eval(), model_input_shape(model, 1),
+                          path=out / "model" if distributed.is_main() else None)
         result = {"command": "train", "model": job.model, "data": job.data,
                   "main_metric": task.main_metric, task.main_metric: best.get(task.main_metric),
                   "metrics": best, "best_epoch": best["epoch"], "epochs": job.epochs, **numbers,
-                  "seconds": round(seconds, 2), "model_dir": str(Path(job.out) / "model"),
+                  "seconds": round(seconds, 2), "processes": distributed.world_size(),
+                  "model_dir": str(Path(job.out) / "model"),
                   "config": {k: str(v) if isinstance(v, Path) else v
                              for k, v in asdict(job).items()}}
         atomic_write_json(out / "result.json", result)
