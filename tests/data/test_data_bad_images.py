@@ -62,8 +62,8 @@ def test_sixteen_bit_greyscale_keeps_its_contrast(tmp_path):
             value = 8000 if c == 0 else 60000  # PIL's own convert("L") clips both to 255
             Image.fromarray(np.full((8, 8), value, dtype=np.uint16)).save(root / name / f"{i}.png")
     source = get_source(f"imagefolder:{root}", image_size=8)
-    images = torch.cat([source.train.images, source.val.images])
-    labels = torch.cat([source.train.labels, source.val.labels])
+    images = torch.cat([source.train.images, source.val.images, source.test.images])
+    labels = torch.cat([source.train.labels, source.val.labels, source.test.labels])
     dark = images[labels == 0].float().mean().item()
     bright = images[labels == 1].float().mean().item()
     assert dark == pytest.approx(8000 / 65535 * 255, abs=1)
@@ -76,7 +76,7 @@ def test_cmyk_jpeg_and_extreme_aspect_ratio_decode_to_the_asked_size(tmp_path):
     Image.new("RGB", (2000, 1), (0, 200, 0)).save(root / "b" / "strip.png")
     source = get_source(f"imagefolder:{root}", image_size=8)
     assert source.train.images.shape[1:] == (3, 8, 8)
-    assert len(source.train) + len(source.val) == 8
+    assert len(source.train) + len(source.val) + len(source.test) == 8
 
 
 def test_a_set_too_large_to_decode_is_refused_before_decoding(tmp_path, monkeypatch):

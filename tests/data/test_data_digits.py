@@ -1,4 +1,5 @@
-"""The bundled digits source: fixed stratified split, sizes, normalisation, no flips."""
+"""The bundled digits source: fixed stratified test split, carved validation, sizes,
+normalisation, no flips."""
 import torch
 
 from leannet.data import get_source
@@ -7,14 +8,19 @@ from leannet.data.transforms import RandomCropFlip
 
 def test_digits_split_is_fixed_stratified_and_normalised():
     source = get_source("digits")
-    assert (len(source.train), len(source.val)) == (1437, 360)
+    assert (len(source.train), len(source.val), len(source.test)) == (1295, 142, 360)
     assert (source.num_classes, source.in_channels, source.image_size) == (10, 1, 16)
+    test_counts = torch.bincount(source.test.labels, minlength=10)
+    assert test_counts.min() >= 35 and test_counts.max() <= 37  # 20% of ~180 per class
     val_counts = torch.bincount(source.val.labels, minlength=10)
-    assert val_counts.min() >= 35 and val_counts.max() <= 37  # 20% of ~180 per class
+    assert val_counts.min() >= 13 and val_counts.max() <= 15  # 10% of the other ~144 per class
     again = get_source("digits")
+    assert torch.equal(source.test.images, again.test.images)
     assert torch.equal(source.val.images, again.val.images)
+    other = get_source("digits", val_fraction=0.2, split_seed=1)
+    assert len(other.val) == 287 and torch.equal(other.test.images, source.test.images)
     assert source.train.images.dtype == torch.uint8  # kept compact in memory
-    x = torch.stack([source.val[i][0] for i in range(len(source.val))])
+    x = torch.stack([source.test[i][0] for i in range(len(source.test))])
     assert abs(x.mean().item()) < 0.1 and 0.8 < x.std().item() < 1.2
 
 

@@ -33,23 +33,34 @@ def make_folder(root: Path, classes=("cat", "dog", "fox"), per_class=5, size=12,
     return root
 
 
-def test_class_folders_split_80_20_with_labels(tmp_path):
+def test_class_folders_hold_out_test_then_validation_with_labels(tmp_path):
     root = make_folder(tmp_path / "pets")
     source = get_source(f"imagefolder:{root}")
     assert source.class_names == ["cat", "dog", "fox"]
-    assert (len(source.train), len(source.val), source.num_classes) == (12, 3, 3)
+    # 20% of each class is the test set, then one of each remaining class is validation
+    assert (len(source.train), len(source.val), len(source.test), source.num_classes) == \
+        (9, 3, 3, 3)
     assert source.in_channels == 3 and source.image_size == folders.DEFAULT_SIZE  # not the first image's
-    for images, labels in ((source.train.images, source.train.labels),
-                           (source.val.images, source.val.labels)):
-        assert torch.equal(images[:, 0, 0, 0] // 40, labels)  # pixels carry the class
+    seen = []
+    for part in (source.train, source.val, source.test):
+        assert torch.equal(part.images[:, 0, 0, 0] // 40, part.labels)  # pixels carry the class
+        seen += part.images[:, 0, 0, 0].tolist()
+    assert sorted(seen) == sorted(40 * c + i for c in range(3) for i in range(5))  # disjoint
     assert sorted(source.val.labels.tolist()) == [0, 1, 2]  # one of each class in val
+    assert sorted(source.test.labels.tolist()) == [0, 1, 2]
 
 
 def test_train_val_layout_and_resize(tmp_path):
     make_folder(tmp_path / "d" / "train", per_class=4)
     make_folder(tmp_path / "d" / "val", per_class=2)
     source = get_source(f"imagefolder:{tmp_path / 'd'}", image_size=8)
-    assert (len(source.train), len(source.val), source.image_size) == (12, 6, 8)
+    # a lone held-out folder reports (test); validation is carved from train/
+    assert (len(source.train), len(source.val), len(source.test), source.image_size) == \
+        (9, 3, 6, 8)
+    assert source.splits["test"] == "the val/ folder"
+    make_folder(tmp_path / "d" / "test", per_class=1)
+    both = get_source(f"imagefolder:{tmp_path / 'd'}", image_size=8)
+    assert (len(both.train), len(both.val), len(both.test)) == (12, 6, 3)
 
 
 def test_cache_avoids_decoding_and_tracks_changes(tmp_path, monkeypatch):
@@ -67,12 +78,13 @@ def test_cache_avoids_decoding_and_tracks_changes(tmp_path, monkeypatch):
     os.environ["LEANNET_CACHE"] = str(tmp_path / "cache")
     write_png(torch.zeros((3, 12, 12), dtype=torch.uint8), str(root / "cat" / "new.png"))
     third = get_source(f"imagefolder:{root}")  # a new file means a new cache entry
-    assert len(third.train) + len(third.val) == 16
+    assert len(third.train) + len(third.val) + len(third.test) == 16
     target = root / "fox" / "0.png"
     write_png(torch.full((3, 12, 12), 250, dtype=torch.uint8), str(target))
     os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
     fourth = get_source(f"imagefolder:{root}")  # rewritten in place: decoded again
-    assert 250 in torch.cat([fourth.train.images, fourth.val.images])[:, 0, 0, 0].tolist()
+    every = torch.cat([fourth.train.images, fourth.val.images, fourth.test.images])
+    assert 250 in every[:, 0, 0, 0].tolist()
 
 
 def test_corrupt_png_is_named(tmp_path):
@@ -104,12 +116,13 @@ def _cifar_batches(folder: Path, n: int = 4) -> None:
 def test_cifar10_torchvision_batches_and_folder_layout(tmp_path):
     _cifar_batches(tmp_path / "tv" / "cifar-10-batches-py")
     source = get_source("cifar10", root=tmp_path / "tv")
-    assert (len(source.train), len(source.val), source.in_channels) == (20, 4, 3)
-    assert source.val.labels.tolist() == [0, 1, 2, 3] and source.train.transform.flip
+    assert (len(source.train), len(source.val), len(source.test), source.in_channels) == \
+        (16, 4, 4, 3)  # validation: one of each of the 4 labels
+    assert source.test.labels.tolist() == [0, 1, 2, 3] and source.train.transform.flip
     make_folder(tmp_path / "f" / "train", classes=("airplane", "ship"), size=32)
     make_folder(tmp_path / "f" / "test", classes=("airplane", "ship"), per_class=2, size=32)
     folder_source = get_source("cifar10", root=tmp_path / "f")
-    assert (len(folder_source.train), len(folder_source.val)) == (10, 4)
+    assert (len(folder_source.train), len(folder_source.val), len(folder_source.test)) == (8, 2, 4)
 
 
 class Exploit:

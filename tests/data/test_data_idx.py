@@ -42,10 +42,15 @@ def fake_mnist(folder: Path, n_train: int = 40, n_test: int = 20, gz: bool = Tru
 def test_reads_fake_idx_files_exactly(tmp_path, gz):
     arrays = fake_mnist(tmp_path, gz=gz)
     source = get_source("mnist", root=tmp_path)
-    assert (len(source.train), len(source.val), source.image_size) == (40, 20, 28)
-    assert torch.equal(source.train.images[:, 0], torch.from_numpy(
-        arrays["train-images-idx3-ubyte"].astype(np.uint8)))
-    assert source.val.labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
+    # validation: one image of each of the 10 classes (10% of 4, at least one), carved from train
+    assert (len(source.train), len(source.val), len(source.test), source.image_size) == \
+        (30, 10, 20, 28)
+    assert sorted(source.val.labels.tolist()) == list(range(10))
+    carved = torch.cat([source.train.images, source.val.images])[:, 0]
+    assert sorted(map(bytes, carved.numpy())) == sorted(
+        map(bytes, arrays["train-images-idx3-ubyte"].astype(np.uint8)))  # nothing lost or added
+    assert source.test.labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
+    assert "t10k" in source.splits["test"] and "stratified" in source.splits["val"]
     assert source.train.transform is not None and not source.train.transform.flip
     fashion = get_source("fashion-mnist", root=tmp_path)
     assert fashion.train.transform.flip and fashion.class_names[9] == "Ankle boot"
@@ -53,7 +58,7 @@ def test_reads_fake_idx_files_exactly(tmp_path, gz):
 
 def test_finds_torchvision_raw_layout(tmp_path):
     fake_mnist(tmp_path / "FashionMNIST" / "raw", gz=False)
-    assert len(get_source("fashion-mnist", root=tmp_path).train) == 40
+    assert len(get_source("fashion-mnist", root=tmp_path).train) == 30
 
 
 def test_bad_magic_names_the_file(tmp_path):
@@ -95,12 +100,13 @@ def test_missing_or_empty_roots_and_nothing_found(tmp_path, monkeypatch):
 def test_standard_place_is_used_without_root(tmp_path, monkeypatch):
     fake_mnist(tmp_path / "std" / "mnist")
     monkeypatch.setattr(idx, "standard_places", lambda name: [tmp_path / "std" / name])
-    assert len(get_source("mnist").val) == 20
+    assert len(get_source("mnist").test) == 20
 
 
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="shared data absent")
 def test_real_fashion_mnist():
     source = get_source("fashion-mnist", root=SHARED / "fashion-mnist")
-    assert (len(source.train), len(source.val)) == (60000, 10000)
-    assert torch.bincount(source.val.labels).tolist() == [1000] * 10
+    assert (len(source.train), len(source.val), len(source.test)) == (54000, 6000, 10000)
+    assert torch.bincount(source.test.labels).tolist() == [1000] * 10
+    assert torch.bincount(source.val.labels).tolist() == [600] * 10  # stratified 10% of train
     assert 0.27 < source.extra["mean"][0] < 0.30  # Fashion-MNIST's known mean, 0.286

@@ -70,8 +70,8 @@ def test_collate_keeps_box_lists(digits):
 
 
 def make_yolo(root: Path, labels: dict[str, str], orphan: bool = False) -> Path:
-    """A tiny YOLO-layout dataset: 48x32 images, data.yaml with three names."""
-    for split in ("train", "val"):
+    """A tiny YOLO-layout dataset: 48x32 images, data.yaml with three names and three splits."""
+    for split in ("train", "val", "test"):
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
         for name, text in labels.items():
@@ -82,7 +82,7 @@ def make_yolo(root: Path, labels: dict[str, str], orphan: bool = False) -> Path:
     if orphan:
         (root / "labels" / "train" / "ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\n"
-                                    "names:\n  0: cat\n  1: dog\n  2: bird\n")
+                                    "test: images/test\nnames:\n  0: cat\n  1: dog\n  2: bird\n")
     return root
 
 
@@ -131,7 +131,8 @@ def test_coco128_loads_with_its_quirks():
     with pytest.warns(UserWarning, match="2 label file"):
         source = get_source(f"yolo:{COCO128}", image_size=128, augment=False)
     assert source.num_classes == 80 and source.class_names[0] == "person"
-    empty = sum(len(rows) == 0 for rows in source.train.rows)
-    assert len(source.train) == 128 and empty == 2
-    image, target = source.val[0]
+    # val2017 is the lone held-out folder, so it is the test set; validation is carved from train
+    empty = sum(len(rows) == 0 for rows in source.train.rows + source.val.rows)
+    assert (len(source.train), len(source.val), len(source.test)) == (115, 13, 128) and empty == 2
+    image, target = source.test[0]
     assert image.shape == (3, 128, 128) and len(target["labels"]) > 0

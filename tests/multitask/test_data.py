@@ -46,7 +46,8 @@ def test_multi_digits_is_deterministic_given_a_seed():
     a, b, c = get_source("multi-digits"), get_source("multi-digits"), get_source("multi-digits",
                                                                                    seed=1)
     assert a.task == "multitask" and a.extra["tasks"] == {"left": 10, "right": 10}
-    assert (len(a.train), len(a.val), a.in_channels, a.image_size) == (1437, 360, 1, 28)
+    assert (len(a.train), len(a.val), len(a.test), a.in_channels, a.image_size) == \
+        (1295, 142, 360, 1, 28)  # test: the fixed 20%; validation carved from the rest
     assert torch.equal(a.train.images, b.train.images)
     assert torch.equal(a.train.labels["right"], b.train.labels["right"])
     assert torch.equal(a.train.labels["left"], c.train.labels["left"])  # left digits in order
@@ -97,17 +98,21 @@ def test_multilabel_csv_folder(tmp_path):
     assert source.task == "multitask"
     assert source.extra["tasks"] == {"digit": 10, "parity": 2}
     assert source.extra["class_names"]["parity"] == ["even", "odd"]
-    assert (len(source.train), len(source.val), source.in_channels) == (20, 10, 1)
-    assert source.train.images.shape == (20, 1, 16, 16)
-    train_rows = [i for i in range(30) if i % 3]
-    assert source.train.labels["digit"].tolist() == [int(digits[i]) for i in train_rows]
-    assert source.train.labels["parity"].tolist() == [int(digits[i] % 2) for i in train_rows]
+    # rows marked val (no test rows) are the test set; validation is carved from the train rows
+    assert (len(source.train), len(source.val), len(source.test), source.in_channels) == \
+        (18, 2, 10, 1)
+    assert source.train.images.shape == (18, 1, 16, 16)
+    test_rows = [i for i in range(30) if i % 3 == 0]
+    assert source.test.labels["digit"].tolist() == [int(digits[i]) for i in test_rows]
+    assert source.test.labels["parity"].tolist() == [int(digits[i] % 2) for i in test_rows]
+    seen = torch.cat([source.train.labels["digit"], source.val.labels["digit"]])
+    assert sorted(seen.tolist()) == sorted(int(digits[i]) for i in range(30) if i % 3)
 
 
 def test_multilabel_csv_bad_input(tmp_path):
     path, _ = _write_folder(tmp_path, n=6)
-    source = get_source(f"multilabel-csv:{path}")  # seeded 80/20 split without a split column
-    assert (len(source.train), len(source.val), source.image_size) == (5, 1, 8)
+    source = get_source(f"multilabel-csv:{path}")  # seeded 20% test, then validation
+    assert (len(source.train), len(source.val), len(source.test), source.image_size) == (4, 1, 1, 8)
     (tmp_path / "nofile.csv").write_text("image,digit\na.png,1\n")
     with pytest.raises(LeannetError, match="no 'file' column"):
         get_source(f"multilabel-csv:{tmp_path / 'nofile.csv'}")

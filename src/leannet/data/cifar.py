@@ -17,6 +17,8 @@ import torch
 from leannet.data.cache import cache_dir
 from leannet.data.folders import folder_source, split_folders
 from leannet.data.registry import DataSource, register_source
+from leannet.data.splits import (DEFAULT_VAL_FRACTION, SPLIT_SEED, carve, carved_note,
+                                 check_fraction)
 from leannet.data.tensors import classification_source
 from leannet.errors import LeannetError
 
@@ -70,15 +72,22 @@ def find_batches(base: Path) -> tuple[Path, str] | None:
     return None
 
 
-def _from_batches(folder: Path, kind: str, image_size: int | None, augment: bool) -> DataSource:
-    """Build the source from the five training batches and the test batch."""
+def _from_batches(folder: Path, kind: str, image_size: int | None, augment: bool,
+                  val_fraction: float, split_seed: int) -> DataSource:
+    """Build the source from the five training batches (validation carved from them) and the
+    test batch."""
     read = _read_py_batch if kind == "py" else _read_bin_batch
     suffix = ".bin" if kind == "bin" else ""
     parts = [read(folder / (b + suffix)) for b in TRAIN_BATCHES]
     train = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
     test = read(folder / ("test_batch" + suffix))
-    return classification_source("cifar10", train, test, CLASSES, image_size, padding=4,
-                                 flip=True, augment=augment, extra={"root": str(folder)})
+    train, val = carve(train, val_fraction, split_seed)
+    notes = {"train": f"the five training batches less validation ({len(train[1]):,} images)",
+             "val": carved_note(val_fraction, split_seed),
+             "test": f"the official test batch ({len(test[1]):,} images)"}
+    return classification_source("cifar10", train, val, CLASSES, image_size, padding=4,
+                                 flip=True, augment=augment, extra={"root": str(folder)},
+                                 test=test, splits=notes)
 
 
 def standard_places() -> list[Path]:
@@ -90,11 +99,13 @@ def _usable(base: Path) -> bool:
     return base.is_dir() and (split_folders(base) is not None or find_batches(base) is not None)
 
 
-def _from_base(base: Path, image_size: int | None, augment: bool) -> DataSource:
+def _from_base(base: Path, image_size: int | None, augment: bool, val_fraction: float,
+               split_seed: int) -> DataSource:
     if split_folders(base) is not None:
-        return folder_source("cifar10", base, image_size, augment, flip=True, padding=4)
+        return folder_source("cifar10", base, image_size, augment, flip=True, padding=4,
+                             val_fraction=val_fraction, split_seed=split_seed)
     folder, kind = find_batches(base)  # type: ignore[misc]
-    return _from_batches(folder, kind, image_size, augment)
+    return _from_batches(folder, kind, image_size, augment, val_fraction, split_seed)
 
 
 @register_source("cifar10", "CIFAR-10, 50k/10k 32x32 RGB (train/ + test/ class folders, or "
@@ -102,8 +113,11 @@ def _from_base(base: Path, image_size: int | None, augment: bool) -> DataSource:
                  available=lambda root: any(_usable(b) for b in (
                      [root, root / "cifar10"] if root else standard_places())))
 def cifar10(root: Path | None = None, arg: str | None = None, image_size: int | None = None,
-            augment: bool = True, download: bool = True, **_: object) -> DataSource:
+            augment: bool = True, download: bool = True,
+            val_fraction: float = DEFAULT_VAL_FRACTION, split_seed: int = SPLIT_SEED,
+            **_: object) -> DataSource:
     """CIFAR-10 from `root`, a standard place, or torchvision's download; crops and flips."""
+    check_fraction(val_fraction)
     if root is not None:
         if not root.is_dir():
             raise LeannetError(f"data root {root} does not exist or is not a folder")
@@ -111,16 +125,16 @@ def cifar10(root: Path | None = None, arg: str | None = None, image_size: int | 
         if base is None:
             raise LeannetError(f"{root} holds neither train/ and test/ class folders nor "
                                "torchvision's cifar-10-batches-py")
-        return _from_base(base, image_size, augment)
+        return _from_base(base, image_size, augment, val_fraction, split_seed)
     for base in standard_places():
         if _usable(base):
-            return _from_base(base, image_size, augment)
+            return _from_base(base, image_size, augment, val_fraction, split_seed)
     target = cache_dir() / "datasets" / "cifar10"
     if download and not os.environ.get("LEANNET_OFFLINE"):
         try:
             import torchvision.datasets as tvd
             tvd.CIFAR10(str(target), train=True, download=True)
-            return _from_base(target, image_size, augment)
+            return _from_base(target, image_size, augment, val_fraction, split_seed)
         except LeannetError:
             raise
         except Exception:

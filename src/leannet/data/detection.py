@@ -19,6 +19,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from leannet.data.registry import DataSource, register_source
+from leannet.data.splits import (DEFAULT_VAL_FRACTION, SPLIT_SEED, carved_note, check_fraction,
+                                 random_indices, stratified_indices)
 from leannet.data.box_augment import box_augment, detection_collate, to_input
 from leannet.data.images import read_image
 from leannet.data.yolo_format import (find_data_yaml, label_path, list_images, parse_labels,
@@ -158,32 +160,51 @@ class DigitCanvases(Dataset):
                  "(sklearn digits; MNIST with --root), exact boxes, 10 classes + a count task")
 def digits_detect(root: Path | None = None, arg: str | None = None, image_size: int | None = None,
                   augment: bool = True, seed: int = 0, num_train: int = 4000, num_val: int = 500,
-                  max_digits: int = 4, **_: object) -> DataSource:
-    """digits-detect at `image_size` px (default 96, a multiple of 32), 1-channel."""
+                  num_test: int | None = None, max_digits: int = 4,
+                  val_fraction: float = DEFAULT_VAL_FRACTION, split_seed: int = SPLIT_SEED,
+                  **_: object) -> DataSource:
+    """digits-detect at `image_size` px (default 96, a multiple of 32), 1-channel.
+
+    Test canvases use the held-out digits (MNIST's t10k, or sklearn's 20%); validation canvases
+    use a carved `val_fraction` of the training digits, which training canvases never show.
+    `num_test` defaults to `num_val`.
+    """
     size = int(image_size or 96)
     if size < 32 or size % 32:
         raise LeannetError(f"digits-detect image_size must be a multiple of 32, got {size}")
     if max_digits < 1:
         raise LeannetError(f"max_digits must be at least 1, got {max_digits}")
-    (train_crops, train_labels), (val_crops, val_labels) = _digit_pools(root)
+    check_fraction(val_fraction)
+    (pool_crops, pool_labels), (test_crops, test_labels) = _digit_pools(root)
+    kept, carved = stratified_indices(pool_labels, val_fraction, split_seed)
+    train_crops, val_crops = [pool_crops[i] for i in kept], [pool_crops[i] for i in carved]
+    train_labels, val_labels = pool_labels[kept], pool_labels[carved]
     jitter = box_augment(flip=False, scale=(0.85, 1.15), translate=0.08, colour=False)
     digits = (1, max_digits)
     train = DigitCanvases(train_crops, train_labels, num_train, size, seed, digits,
                           augment=jitter if augment else None)
-    val = DigitCanvases(val_crops, val_labels, num_val, size, seed + 1_000_003, digits)
+    val = DigitCanvases(val_crops, val_labels, num_val, size, seed + 2_000_003, digits)
+    test = DigitCanvases(test_crops, test_labels, num_val if num_test is None else num_test,
+                         size, seed + 1_000_003, digits)
+    notes = {"train": "canvases of the training digits less validation",
+             "val": "canvases of " + carved_note(val_fraction, split_seed, "training digit"),
+             "test": "canvases of the held-out digits (MNIST t10k, or sklearn's fixed 20%)"}
     return DataSource("digits-detect", train, val, num_classes=10, in_channels=1,
                       image_size=size, task="detect", class_names=[str(d) for d in range(10)],
-                      extra={"count_classes": max_digits + 1, "collate_fn": detection_collate})
+                      extra={"count_classes": max_digits + 1, "collate_fn": detection_collate},
+                      test=test, splits=notes)
 
 
 class YoloFolder(Dataset):
     """One split of a YOLO-layout dataset, resized to square `image_size`; labels read eagerly."""
 
-    def __init__(self, folder: Path, names: list[str], image_size: int, augment: Augment = None
-                 ) -> None:
+    def __init__(self, folder: Path, names: list[str], image_size: int, augment: Augment = None,
+                 pick: list[int] | None = None) -> None:
         self.images = list_images(folder)
         if not self.images:
             raise LeannetError(f"no images (.jpg, .png, .bmp) in {folder}")
+        if pick is not None:  # a carved part of the folder (validation taken from train)
+            self.images = [self.images[i] for i in pick]
         self.rows = [parse_labels(label_path(p), len(names)) for p in self.images]
         self.image_size, self.augment = image_size, augment
         self._cache: dict[int, Tensor] = {}
@@ -214,18 +235,50 @@ class YoloFolder(Dataset):
 @register_source("yolo:", "a YOLO-layout dataset: yolo:PATH to a folder with data.yaml "
                  "(images/, labels/ with 'class cx cy w h') or to the yaml itself")
 def yolo_folder(root: Path | None = None, arg: str | None = None, image_size: int | None = None,
-                augment: bool = True, **_: object) -> DataSource:
-    """Train and val splits of the data.yaml at PATH, as 3-channel squares (default 224 px)."""
+                augment: bool = True, val_fraction: float = DEFAULT_VAL_FRACTION,
+                split_seed: int = SPLIT_SEED, **_: object) -> DataSource:
+    """The splits of the data.yaml at PATH, as 3-channel squares (default 224 px).
+
+    `val:` and `test:` are used as given. A lone held-out folder (`val:` without `test:`) is the
+    test set and validation is carved from `train:` (`val_fraction`, seeded); with neither, both
+    are carved (20% test, fixed seed 0).
+    """
     if not arg:
         raise LeannetError("yolo: needs a path, e.g. yolo:data/coco128")
+    check_fraction(val_fraction)
     path = Path(arg) if Path(arg).is_absolute() or root is None else root / arg
     config = read_data_yaml(find_data_yaml(Path(arg) if Path(arg).exists() else path))
     size = int(image_size or 224)
     if size < 32 or size % 32:
         raise LeannetError(f"image_size must be a multiple of 32 for YOLO heads, got {size}")
-    names = config["names"]
-    train = YoloFolder(config["train"], names, size, box_augment() if augment else None)
-    val = YoloFolder(config["val"], names, size)
+    names, train_dir = config["names"], config["train"]
+    val_dir, test_dir = config["val"], config["test"]
+    if val_dir is not None and val_dir.resolve() == train_dir.resolve():
+        val_dir = None  # a val: that repeats train: holds nothing out
+    if test_dir is None:
+        val_dir, test_dir = None, val_dir
+    notes = {"train": f"{train_dir.name}/"}
+    count = len(list_images(train_dir))
+    pick = list(range(count))
+    if test_dir is None:
+        kept, carved = random_indices(count, 0.2, 0)
+        pick = kept.tolist()
+        test = YoloFolder(train_dir, names, size, pick=carved.tolist())
+        notes["test"] = "a random 0.2 of the train: images (seed 0)"
+    else:
+        test = YoloFolder(test_dir, names, size)
+        notes["test"] = f"{test_dir.name}/ ({'test:' if config['test'] else 'val:'} in data.yaml)"
+    if val_dir is None:
+        kept, carved = random_indices(len(pick), val_fraction, split_seed)
+        val = YoloFolder(train_dir, names, size, pick=[pick[i] for i in carved.tolist()])
+        pick = [pick[i] for i in kept.tolist()]
+        notes["val"] = f"a random {val_fraction:g} of the train: images (split seed {split_seed})"
+    else:
+        val = YoloFolder(val_dir, names, size)
+        notes["val"] = f"{val_dir.name}/ (val: in data.yaml)"
+    if len(pick) < count:
+        notes["train"] += f" less the carved images ({len(pick):,} left)"
+    train = YoloFolder(train_dir, names, size, box_augment() if augment else None, pick=pick)
     return DataSource(f"yolo:{arg}", train, val, num_classes=len(names), in_channels=3,
                       image_size=size, task="detect", class_names=names,
-                      extra={"collate_fn": detection_collate})
+                      extra={"collate_fn": detection_collate}, test=test, splits=notes)

@@ -19,6 +19,8 @@ from rich.progress import track
 
 from leannet.data.cache import cache_dir, cache_key, cached_tensors
 from leannet.data.registry import DataSource, register_source
+from leannet.data.splits import (DEFAULT_VAL_FRACTION, SPLIT_SEED, carved_note, check_fraction,
+                                 stratified_indices)
 from leannet.data.tensors import classification_source
 from leannet.data.transforms import resize_uint8
 from leannet.errors import LeannetError
@@ -30,7 +32,9 @@ MEMORY_LIMIT_ENV = "LEANNET_DECODE_LIMIT_GB"  # the most decoded images may take
 DEFAULT_LIMIT_GB = 8.0
 ANNOUNCE_BYTES = 1 << 30  # say how large the decoded set is before building one over 1 GB
 TRAIN_NAMES = ("train",)
-VAL_NAMES = ("val", "valid", "validation", "test")
+VAL_NAMES = ("val", "valid", "validation")
+TEST_NAMES = ("test",)
+TEST_FRACTION = 0.2  # held out as the test set of a folder that has no held-out subfolder
 
 
 def class_files(folder: Path) -> dict[str, list[Path]]:
@@ -57,11 +61,26 @@ def _check_regular(path: Path) -> None:
                            "image file")
 
 
-def split_folders(root: Path) -> tuple[Path, Path] | None:
-    """(train, val) subfolders of `root` when it has both (`val` may be named `test`), else None."""
+def split_layout(root: Path) -> dict[str, Path | None] | None:
+    """{train, val, test} subfolders of `root` when it has `train/` and a held-out folder, else None.
+
+    A lone held-out folder (`val/` or `test/`) becomes the test set and validation is carved from
+    `train/`: a folder used to pick the best epoch must not also be the one reported.
+    """
     train = next((root / n for n in TRAIN_NAMES if (root / n).is_dir()), None)
     val = next((root / n for n in VAL_NAMES if (root / n).is_dir()), None)
-    return (train, val) if train and val else None
+    test = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None)
+    if train is None or (val is None and test is None):
+        return None
+    if test is None:
+        val, test = None, val
+    return {"train": train, "val": val, "test": test}
+
+
+def split_folders(root: Path) -> tuple[Path, Path] | None:
+    """(train, held-out) subfolders of `root` when it has both, else None."""
+    layout = split_layout(root)
+    return (layout["train"], layout["test"]) if layout else None  # type: ignore[return-value]
 
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -148,9 +167,11 @@ def _flatten(groups: dict[str, list[Path]], names: list[str]) -> tuple[list[Path
     return files, labels
 
 
-def _decode_splits(name: str, train_dir: Path, val_dir: Path | None, size: int | None
+def _decode_splits(name: str, layout: dict[str, Path | None], size: int | None
                    ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Decode train (and val) class folders; without a val folder, split 80/20 stratified."""
+    """Decode the train class folders and any held-out ones (`val`, `test`) that exist."""
+    train_dir = layout["train"]
+    assert train_dir is not None
     classes = class_files(train_dir)
     if not classes:
         raise LeannetError(f"{train_dir} holds no class subfolders with images "
@@ -162,22 +183,23 @@ def _decode_splits(name: str, train_dir: Path, val_dir: Path | None, size: int |
     first = classes[names[0]][0]
     mode = _read_mode(first)
     size = int(size or DEFAULT_SIZE)
-    files, labels = _flatten(classes, names)
-    if val_dir is not None:
-        val_classes = class_files(val_dir)
-        unknown = sorted(set(val_classes) - set(names))
+    parts = {"train": _flatten(classes, names)}
+    for split in ("val", "test"):
+        folder = layout.get(split)
+        if folder is None:
+            continue
+        held = class_files(folder)
+        unknown = sorted(set(held) - set(names))
         if unknown:
-            raise LeannetError(f"{val_dir} has classes not in {train_dir}: {', '.join(unknown[:5])}")
-        if not val_classes:
-            raise LeannetError(f"{val_dir} holds no class subfolders with images")
-        val_files, val_labels = _flatten(val_classes, names)
-    else:
-        files, labels, val_files, val_labels = _stratified_split(files, labels)
-    _check_memory(name, len(files) + len(val_files), 1 if mode == "L" else 3, size)
-    tensors = {"train_images": decode_all(files, size, mode, f"decoding {name} train"),
-               "train_labels": labels,
-               "val_images": decode_all(val_files, size, mode, f"decoding {name} val"),
-               "val_labels": val_labels}
+            raise LeannetError(f"{folder} has classes not in {train_dir}: {', '.join(unknown[:5])}")
+        if not held:
+            raise LeannetError(f"{folder} holds no class subfolders with images")
+        parts[split] = _flatten(held, names)
+    _check_memory(name, sum(len(f) for f, _ in parts.values()), 1 if mode == "L" else 3, size)
+    tensors = {}
+    for split, (files, labels) in parts.items():
+        tensors[f"{split}_images"] = decode_all(files, size, mode, f"decoding {name} {split}")
+        tensors[f"{split}_labels"] = labels
     return tensors, names
 
 
@@ -194,53 +216,73 @@ def _check_memory(name: str, count: int, channels: int, size: int) -> None:
               f"cached under {cache_dir() / 'data'}", file=sys.stderr)
 
 
-def _stratified_split(files: list[Path], labels: torch.Tensor):
-    """A fixed 80/20 split that keeps every class in both parts where it has two or more images."""
-    generator = torch.Generator().manual_seed(0)
-    train_idx, val_idx = [], []
-    for label in labels.unique().tolist():
-        idx = (labels == label).nonzero().flatten()
-        idx = idx[torch.randperm(len(idx), generator=generator)].tolist()
-        n_val = max(1, round(0.2 * len(idx))) if len(idx) > 1 else 0
-        val_idx += idx[:n_val]
-        train_idx += idx[n_val:]
-    pick = lambda ids: ([files[i] for i in ids], labels[ids])  # noqa: E731
-    return (*pick(sorted(train_idx)), *pick(sorted(val_idx)))
-
-
 def folder_source(name: str, root: Path, image_size: int | None, augment: bool, flip: bool,
-                  padding: int | None = None) -> DataSource:
-    """A classify source from `root` (`train/` + `val|test/`, or class folders split 80/20)."""
+                  padding: int | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
+                  split_seed: int = SPLIT_SEED) -> DataSource:
+    """A classify source from `root`: `train/` with `val/` and/or `test/`, or class folders alone.
+
+    A missing test set is carved from the training images (20%, fixed seed 0, so it never moves);
+    a missing validation set is carved from what remains (`val_fraction`, `split_seed`).
+    """
+    check_fraction(val_fraction)
     if not root.is_dir():
         raise LeannetError(f"data root {root} does not exist or is not a folder")
-    splits = split_folders(root)
-    train_dir, val_dir = splits if splits else (root, None)
-    folders = [train_dir] + ([val_dir] if val_dir else [])
-    key = cache_key(name, str(root.resolve()), image_size, _fingerprint(folders))
+    layout = split_layout(root) or {"train": root, "val": None, "test": None}
+    folders = [f for f in layout.values() if f is not None]
+    key = cache_key(name, str(root.resolve()), image_size, _fingerprint(folders),
+                    {k: str(v) for k, v in layout.items()}, "splits-v2")
 
     def build():
-        tensors, names = _decode_splits(name, train_dir, val_dir, image_size)
+        tensors, names = _decode_splits(name, layout, image_size)
         return tensors, {"class_names": json.dumps(names)}
 
     tensors, meta = cached_tensors(name.replace("/", "_").replace(":", "_")[:40], key, build)
     names = json.loads(meta["class_names"])
     size = tensors["train_images"].shape[-1]
+    pairs, notes = _carve_missing(tensors, layout, val_fraction, split_seed)
     return classification_source(
-        name, (tensors["train_images"], tensors["train_labels"]),
-        (tensors["val_images"], tensors["val_labels"]), names, None,
+        name, pairs["train"], pairs["val"], names, None,
         padding=size // 8 if padding is None else padding, flip=flip, augment=augment,
-        extra={"root": str(root)})
+        extra={"root": str(root)}, test=pairs["test"], splits=notes)
+
+
+def _carve_missing(tensors: dict[str, torch.Tensor], layout: dict[str, Path | None],
+                   val_fraction: float, split_seed: int) -> tuple[dict, dict[str, str]]:
+    """(images, labels) per split, carving test and then validation from train where missing."""
+    pairs = {split: (tensors[f"{split}_images"], tensors[f"{split}_labels"])
+             for split in ("train", "val", "test") if f"{split}_images" in tensors}
+    notes = {split: f"the {layout[split].name}/ folder"  # type: ignore[union-attr]
+             for split in pairs}
+    carved_any = False
+    for split, fraction, seed in (("test", TEST_FRACTION, 0), ("val", val_fraction, split_seed)):
+        if split in pairs:
+            continue
+        carved_any = True
+        images, labels = pairs["train"]
+        kept, carved = stratified_indices(labels, fraction, seed)
+        if len(kept) == 0 or len(carved) == 0:
+            raise LeannetError(f"{layout['train']} has too few images to hold out a {split} set "
+                               "(each class needs at least two)")
+        pairs["train"], pairs[split] = (images[kept], labels[kept]), (images[carved], labels[carved])
+        held = split == "val" and layout.get("test") is None
+        notes[split] = carved_note(fraction, seed, "remaining training" if held else "training")
+    if carved_any:
+        notes["train"] += f" less the carved images ({len(pairs['train'][1]):,} left)"
+    return pairs, notes
 
 
 @register_source("imagefolder:", "any folder of class subfolders: imagefolder:PATH "
-                 "(train/ and val/ or test/ inside, else an 80/20 split)",
+                 "(train/ with val/ and/or test/ inside, else 20% held out as test)",
                  available=lambda root: True)
 def imagefolder(root: Path | None = None, arg: str | None = None, image_size: int | None = None,
-                augment: bool = True, flip: bool = False, **_: object) -> DataSource:
+                augment: bool = True, flip: bool = False,
+                val_fraction: float = DEFAULT_VAL_FRACTION, split_seed: int = SPLIT_SEED,
+                **_: object) -> DataSource:
     """Images under PATH/<class>/ (or PATH/train|val/<class>/); no flips unless asked."""
     if not arg:
         raise LeannetError("imagefolder needs a path: imagefolder:PATH")
     path = Path(arg).expanduser()
     if not path.is_absolute() and root is not None:
         path = root / path
-    return folder_source(f"imagefolder:{arg}", path, image_size, augment, flip)
+    return folder_source(f"imagefolder:{arg}", path, image_size, augment, flip,
+                         val_fraction=val_fraction, split_seed=split_seed)

@@ -15,6 +15,8 @@ import torch
 
 from leannet.data.cache import cache_dir
 from leannet.data.registry import DataSource, register_source
+from leannet.data.splits import (DEFAULT_VAL_FRACTION, SPLIT_SEED, carve, carved_note,
+                                 check_fraction)
 from leannet.data.tensors import classification_source
 from leannet.errors import LeannetError
 
@@ -117,8 +119,10 @@ def locate(name: str, root: Path | None, download: bool = True) -> Path:
 
 
 def _load(name: str, root: Path | None, image_size: int | None, augment: bool,
-          download: bool) -> DataSource:
-    """Read the four IDX files of `name` into a classify source."""
+          download: bool, val_fraction: float, split_seed: int) -> DataSource:
+    """Read the four IDX files of `name` into a classify source; validation is carved from the
+    training files, the official t10k files are the test set."""
+    check_fraction(val_fraction)
     folder = locate(name, root, download)
     splits = {}
     for split, (images_stem, labels_stem) in SPLIT_FILES.items():
@@ -132,9 +136,14 @@ def _load(name: str, root: Path | None, image_size: int | None, augment: bool,
         splits[split] = (images, labels)
     fashion = name == "fashion-mnist"
     classes = FASHION_CLASSES if fashion else [str(d) for d in range(10)]
-    return classification_source(name, splits["train"], splits["test"], classes, image_size,
+    train, val = carve(splits["train"], val_fraction, split_seed)
+    notes = {"train": f"the training files less validation ({len(train[1]):,} images)",
+             "val": carved_note(val_fraction, split_seed),
+             "test": f"the official t10k test files ({len(splits['test'][1]):,} images)"}
+    return classification_source(name, train, val, classes, image_size,
                                  padding=2, flip=fashion, augment=augment,
-                                 extra={"folder": str(folder)})
+                                 extra={"folder": str(folder)}, test=splits["test"],
+                                 splits=notes)
 
 
 def _available(name: str):
@@ -148,14 +157,18 @@ def _available(name: str):
 @register_source("mnist", "MNIST handwritten digits, 60k/10k 28x28 grey (IDX files)",
                  available=_available("mnist"))
 def mnist(root: Path | None = None, arg: str | None = None, image_size: int | None = None,
-          augment: bool = True, download: bool = True, **_: object) -> DataSource:
+          augment: bool = True, download: bool = True,
+          val_fraction: float = DEFAULT_VAL_FRACTION, split_seed: int = SPLIT_SEED,
+          **_: object) -> DataSource:
     """MNIST from IDX files; no flips (a mirrored digit is another glyph)."""
-    return _load("mnist", root, image_size, augment, download)
+    return _load("mnist", root, image_size, augment, download, val_fraction, split_seed)
 
 
 @register_source("fashion-mnist", "Fashion-MNIST clothing, 60k/10k 28x28 grey (IDX files)",
                  available=_available("fashion-mnist"))
 def fashion_mnist(root: Path | None = None, arg: str | None = None, image_size: int | None = None,
-                  augment: bool = True, download: bool = True, **_: object) -> DataSource:
+                  augment: bool = True, download: bool = True,
+                  val_fraction: float = DEFAULT_VAL_FRACTION, split_seed: int = SPLIT_SEED,
+                  **_: object) -> DataSource:
     """Fashion-MNIST from IDX files; random crops and horizontal flips."""
-    return _load("fashion-mnist", root, image_size, augment, download)
+    return _load("fashion-mnist", root, image_size, augment, download, val_fraction, split_seed)

@@ -76,8 +76,9 @@ def plain(dataset: Dataset) -> Dataset:
 
 
 def calibration_loader(source: DataSource, batch_size: int, seed: int, max_batches: int,
-                       workers: int = 0) -> DataLoader:
-    """The first `max_batches` batches of the seeded training order, without augmentation.
+                       workers: int = 0, split: str = "train") -> DataLoader:
+    """The first `max_batches` batches of the seeded order of `split` (`train` or `val`, the
+    held-out set the guide speaks of), without augmentation.
 
     Calibration measures the data, not random crops of it: un-augmented, the statistics of a
     sample do not depend on which process reads it, so under torchrun each rank reads every
@@ -87,9 +88,29 @@ def calibration_loader(source: DataSource, batch_size: int, seed: int, max_batch
     if batch_size < 1 or max_batches < 1:
         raise LeannetError(f"calibration needs batch size and batches >= 1, got {batch_size} "
                            f"and {max_batches}")
-    dataset = plain(source.train)
+    if split not in ("train", "val"):
+        raise LeannetError(f"calibration split must be train or val, got {split!r}")
+    dataset = plain(source.split(split))
     sampler = distributed.ShardSampler(len(dataset), shuffle=True, seed=seed,  # type: ignore
                                        limit=max_batches * batch_size)
     per_rank = math.ceil(batch_size / distributed.world_size())
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler,
                       **_options(workers, source.extra.get("collate_fn")))
+
+
+def split_loader(source: DataSource, split: str, batch_size: int, workers: int = 0) -> DataLoader:
+    """An unshuffled loader over one split (`val` selects, `test` reports); nothing is dropped.
+
+    Under torchrun each rank reads its shard once, as the validation loader of `make_loaders`.
+    """
+    if batch_size < 1:
+        raise LeannetError(f"batch size must be at least 1, got {batch_size}")
+    dataset = source.split(split)
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise LeannetError(f"data source {source.name!r} has an empty {split} set")
+    options = _options(workers, source.extra.get("collate_fn"))
+    if distributed.active():
+        return DataLoader(dataset, batch_size=batch_size,
+                          sampler=distributed.ShardSampler(len(dataset)),  # type: ignore
+                          **options)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **options)

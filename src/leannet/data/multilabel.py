@@ -2,7 +2,9 @@
 
 The CSV has a `file` column (image paths relative to the CSV's folder), one column per task
 (any labels: class names or numbers; classes are the sorted distinct values), and optionally a
-`split` column (`train` / `val`); without it a seeded 80/20 split is drawn.
+`split` column (`train` / `val` / `test`). Rows marked `val` alone (no `test` rows) are the test
+set and validation is carved from the training rows; without the column a seeded 20% is the test
+set and validation (`val_fraction`) is drawn from the rest.
 """
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from torch.utils.data import Dataset
 
 from leannet.data.registry import DataSource, register_source
 from leannet.errors import LeannetError
+from leannet.data.splits import check_fraction
 from leannet.data.transforms import channel_stats
 
-SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "val"}
+SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+TEST_FRACTION = 0.2
 
 
 class MultiTaskTensorDataset(Dataset):
@@ -44,11 +48,13 @@ class MultiTaskTensorDataset(Dataset):
 
 def multitask_tensor_source(name: str, train: tuple[torch.Tensor, dict[str, torch.Tensor]],
                             val: tuple[torch.Tensor, dict[str, torch.Tensor]],
-                            tasks: dict[str, int], class_names: dict[str, list[str]] | None = None
-                            ) -> DataSource:
+                            tasks: dict[str, int], class_names: dict[str, list[str]] | None = None,
+                            test: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None,
+                            splits: dict[str, str] | None = None) -> DataSource:
     """A task="multitask" DataSource over uint8 images, normalised by the training images' stats.
 
     `num_classes` is the first task's class count; every task's count is in `extra['tasks']`.
+    `test` is the held-out set reports use; `splits` says where each set came from.
     """
 
     mean, std = channel_stats(train[0])
@@ -60,7 +66,9 @@ def multitask_tensor_source(name: str, train: tuple[torch.Tensor, dict[str, torc
         in_channels=int(train[0].shape[1]), image_size=int(train[0].shape[-1]), task="multitask",
         class_names=list(names),
         extra={"tasks": dict(tasks), "class_names": dict(class_names or {}), "mean": mean,
-               "std": std})
+               "std": std},
+        test=MultiTaskTensorDataset(test[0], test[1], mean, std) if test is not None else None,
+        splits=dict(splits or {}))
 
 
 def read_label_csv(path: Path) -> tuple[list[dict[str, str]], list[str]]:
@@ -99,23 +107,41 @@ def _load_images(folder: Path, rows: list[dict[str, str]], size: int, channels: 
     return out
 
 
-def _split(rows: list[dict[str, str]], seed: int, val_fraction: float) -> np.ndarray:
-    """A boolean mask of validation rows: from a `split` column, else a seeded random draw."""
+def _split(rows: list[dict[str, str]], seed: int, val_fraction: float
+           ) -> tuple[np.ndarray, dict[str, str]]:
+    """Each row's split (0 train, 1 val, 2 test) and where each split came from."""
+    rng = np.random.default_rng(seed)
+    which = np.zeros(len(rows), dtype=np.int64)
+    notes = {"train": "the CSV's training rows"}
     if rows and "split" in rows[0]:
         bad = sorted({r["split"] for r in rows if r["split"].lower() not in SPLITS})
         if bad:
-            raise LeannetError(f"unknown split value(s) {bad}; expected train or val")
-        return np.array([SPLITS[r["split"].lower()] == "val" for r in rows])
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(rows), dtype=bool)
-    mask[rng.permutation(len(rows))[: max(1, int(round(len(rows) * val_fraction)))]] = True
-    return mask
+            raise LeannetError(f"unknown split value(s) {bad}; expected train, val or test")
+        named = np.array([SPLITS[r["split"].lower()] for r in rows])
+        which[named == "val"] = 1
+        which[named == "test"] = 2
+        if not (which == 2).any():  # a lone held-out split reports; validation is carved
+            which[which == 1] = 2
+            notes["test"] = "the CSV's rows marked val (there are no test rows)"
+        else:
+            notes["test"] = "the CSV's rows marked test"
+            notes["val"] = "the CSV's rows marked val"
+    else:
+        order = rng.permutation(len(rows))
+        which[order[: max(1, int(round(len(rows) * TEST_FRACTION)))]] = 2
+        notes["test"] = f"a random {TEST_FRACTION:g} of the rows (seed {seed})"
+    if not (which == 1).any():
+        train = np.flatnonzero(which == 0)
+        count = max(1, int(round(len(train) * val_fraction))) if len(train) > 1 else 0
+        which[rng.permutation(train)[:count]] = 1
+        notes["val"] = f"a random {val_fraction:g} of the training rows (seed {seed})"
+    return which, notes
 
 
 @register_source("multilabel-csv:", "your images with a CSV: a 'file' column and one label "
                  "column per task (multi-task)")
 def multilabel_csv(root: Path | None = None, arg: str | None = None, image_size: int | None = None,
-                   channels: int | None = None, seed: int = 0, val_fraction: float = 0.2,
+                   channels: int | None = None, seed: int = 0, val_fraction: float = 0.1,
                    **_: object) -> DataSource:
     """Images listed in the CSV at `arg`, one task per label column, resized to `image_size`."""
     if not arg:
@@ -138,12 +164,16 @@ def multilabel_csv(root: Path | None = None, arg: str | None = None, image_size:
         except OSError as err:
             raise LeannetError(f"cannot read image {rows[0]['file']} listed in {path} ({err})") from None
     images = _load_images(path.parent, rows, int(image_size or 32), int(channels))
-    val = torch.from_numpy(_split(rows, seed, val_fraction))
-    if val.all() or not val.any():
-        raise LeannetError(f"{path}: both a train and a val split need at least one image")
-    pick = lambda m: (images[m], {t: v[m] for t, v in labels.items()})  # noqa: E731
-    return multitask_tensor_source(f"multilabel-csv:{path}", pick(~val), pick(val),
-                                   {t: len(c) for t, c in classes.items()}, classes)
+    check_fraction(val_fraction)
+    which, notes = _split(rows, seed, val_fraction)
+    split = torch.from_numpy(which)
+    if any(not (split == k).any() for k in range(3)):
+        raise LeannetError(f"{path}: the train, val and test splits each need at least one image "
+                           f"({len(rows)} rows)")
+    pick = lambda k: (images[split == k], {t: v[split == k] for t, v in labels.items()})  # noqa: E731
+    return multitask_tensor_source(f"multilabel-csv:{path}", pick(0), pick(1),
+                                   {t: len(c) for t, c in classes.items()}, classes,
+                                   test=pick(2), splits=notes)
 
 
 def _natural(value: str) -> tuple:

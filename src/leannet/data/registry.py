@@ -16,9 +16,17 @@ from leannet.errors import LeannetError
 from leannet.plugins import import_modules
 
 
+SPLITS = ("train", "val", "test")
+
+
 @dataclass
 class DataSource:
-    """Train and validation sets with the facts a model needs (classes, channels, image size)."""
+    """Train, validation and test sets with the facts a model needs (classes, channels, size).
+
+    `val` selects (best epoch, the prune guard, calibration) and `test` reports, so no reported
+    number comes from the split that chose it. `splits` says where each set came from. A source
+    without a held-out test set leaves `test` None and says so in `splits`.
+    """
 
     name: str
     train: Dataset
@@ -29,6 +37,17 @@ class DataSource:
     task: str = "classify"  # "classify", "multitask" or "detect"
     class_names: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # task-specific facts (task names, anchors…)
+    test: Dataset | None = None
+    splits: dict[str, str] = field(default_factory=dict)  # split -> where it came from
+
+    def split(self, name: str) -> Dataset:
+        """The set called `name` (train, val or test); a missing test set is a one-line error."""
+        if name not in SPLITS:
+            raise LeannetError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        dataset = getattr(self, name)
+        if dataset is None:
+            raise LeannetError(f"data source {self.name!r} has no {name} split")
+        return dataset
 
 
 @dataclass(frozen=True)

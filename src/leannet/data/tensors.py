@@ -40,10 +40,13 @@ class ImageTensorDataset(Dataset):
 def classification_source(name: str, train: tuple[torch.Tensor, torch.Tensor],
                           val: tuple[torch.Tensor, torch.Tensor], class_names: list[str],
                           image_size: int | None = None, padding: int = 0, flip: bool = False,
-                          augment: bool = True, extra: dict | None = None) -> "DataSource":
+                          augment: bool = True, extra: dict | None = None,
+                          test: tuple[torch.Tensor, torch.Tensor] | None = None,
+                          splits: dict[str, str] | None = None) -> "DataSource":
     """Wrap uint8 (images, labels) pairs as a classify `DataSource`, resizing and normalising.
 
     Mean and std come from the training images, so the same source always normalises the same way.
+    `test`, when given, is the held-out set reports use; `splits` says where each set came from.
     """
 
     if image_size is not None:
@@ -51,6 +54,8 @@ def classification_source(name: str, train: tuple[torch.Tensor, torch.Tensor],
             raise LeannetError(f"image_size must be at least 4, got {image_size}")
         train = (resize_uint8(train[0], int(image_size)), train[1])
         val = (resize_uint8(val[0], int(image_size)), val[1])
+        if test is not None:
+            test = (resize_uint8(test[0], int(image_size)), test[1])
     mean, std = channel_stats(train[0])
     transform = RandomCropFlip(padding, flip) if augment and (padding or flip) else None
     return DataSource(
@@ -63,4 +68,6 @@ def classification_source(name: str, train: tuple[torch.Tensor, torch.Tensor],
         task="classify",
         class_names=list(class_names),
         extra={"mean": mean, "std": std, **(extra or {})},
+        test=ImageTensorDataset(test[0], test[1], mean, std) if test is not None else None,
+        splits=dict(splits or {}),
     )

@@ -1,4 +1,4 @@
-"""The YOLO dataset layout: data.yaml (`path`, `train`, `val`, `names`), images/ and labels/.
+"""The YOLO dataset layout: data.yaml (`path`, `train`, `val`, `test`, `names`), images/, labels/.
 
 Each image `.../images/<split>/x.jpg` has labels in `.../labels/<split>/x.txt`, one object per
 line `class cx cy w h` (normalised to [0, 1]). Images without a label file are backgrounds; label
@@ -19,7 +19,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
 def read_data_yaml(path: Path) -> dict:
-    """data.yaml with `train`/`val` resolved to absolute folders and `names` as a list."""
+    """data.yaml with `train`/`val`/`test` resolved to folders (None when absent or empty) and
+    `names` as a list."""
     import yaml
 
     try:
@@ -39,9 +40,8 @@ def read_data_yaml(path: Path) -> dict:
     if not isinstance(names, list) or not names:
         raise LeannetError(f"{path}: 'names' must be a non-empty list of class names (or a "
                            f"mapping id: name), got {names!r}")
-    return {"train": base / str(config["train"]), "val": base / str(config.get("val") or
-                                                                 config["train"]),
-            "names": [str(n) for n in names]}
+    split = {k: base / str(config[k]) if config.get(k) else None for k in ("val", "test")}
+    return {"train": base / str(config["train"]), **split, "names": [str(n) for n in names]}
 
 
 def find_data_yaml(path: Path) -> Path:
