@@ -69,6 +69,15 @@ def prune(
     schedule: str = typer.Option("equal", help="oneshot, equal or geometric"),
     finetune_epochs: int = typer.Option(1, help="fine-tuning epochs after each step"),
     lr: float = typer.Option(0.01, help="fine-tuning learning rate"),
+    distill: bool = typer.Option(False, help="fine-tune distilled from the unpruned model "
+                                             "(logits: KL at --distill-temperature; other "
+                                             "outputs: MSE per head)"),
+    distill_alpha: float = typer.Option(0.5, help="weight of the distillation term (the task "
+                                                  "loss gets 1 - alpha)"),
+    distill_temperature: float = typer.Option(4.0, help="softening temperature of the logits"),
+    distill_features: Optional[str] = typer.Option(
+        None, help="layers whose features are matched too (1x1 adapters), e.g. layer2,layer3"),
+    distill_feature_weight: float = typer.Option(1.0, help="weight of the feature term"),
     optimizer: str = typer.Option("sgd", help="fine-tuning optimizer: sgd or adamw"),
     batch_size: int = typer.Option(64),
     round_to: int = typer.Option(1, help="round kept channel counts to a multiple of this"),
@@ -105,6 +114,12 @@ def prune(
                    min_fraction=min_fraction, task_weights=weights, resume=resume, force=force,
                    seed=seed, sensitivity_dir=sensitivity, device=device, amp=amp,
                    channels_last=channels_last, compile=compile, workers=workers)
+    if distill:
+        from leannet.train.distill import DistillConfig
+
+        features = tuple(f.strip() for f in (distill_features or "").split(",") if f.strip())
+        job.distill = DistillConfig(distill_alpha, distill_temperature, features,
+                                    distill_feature_weight).check()
     result = run_prune_job(job, on_attempt=print_attempt if is_main() else None)
     if is_main():  # under torchrun, one summary
         print_summary(result)

@@ -20,7 +20,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train(
-        model: str = typer.Option("mobilenet_v2", "--model", "-m", help="Registered model name."),
+        model: str = typer.Option("mobilenet_v2", "--model", "-m", help="Registered model name, "
+                                  "or a zoo's: torchvision:NAME, timm:NAME."),
+        weights: Optional[str] = typer.Option(
+            None, "--weights", help="Pretrained weights: a .safetensors/.pth file, DEFAULT or an "
+            "enum (IMAGENET1K_V1) of the model's zoo, or torchvision:ENUM for mobilenet_v2; "
+            "layers of another shape (the head) start fresh."),
+        freeze_epochs: int = typer.Option(
+            0, "--freeze-epochs", help="With --weights: train only the new head for the first N "
+            "of --epochs (pretrained BatchNorm kept in eval mode)."),
+        backbone_lr_scale: Optional[float] = typer.Option(
+            None, "--backbone-lr-scale", help="With --weights: the pretrained layers' learning "
+            "rate factor [default: 0.1 after --freeze-epochs, else 1]."),
         data: str = typer.Option("digits", "--data", "-d", help="Data source (see `leannet data`)."),
         data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder of the data."),
         epochs: int = typer.Option(10, "--epochs", "-e", help="Training epochs (>= 1)."),
@@ -43,9 +54,7 @@ def register(app: typer.Typer) -> None:
         task: Optional[str] = typer.Option(None, "--task", help="classify or detect "
                                            "[default: the source's task]."),
         head: str = typer.Option("v3", "--head", help="YOLO head for detection: v1, v2 or v3."),
-        sharing: Optional[str] = typer.Option(
-            None, "--sharing", help="Multi-task: hard or soft; with --tasks: hard, mtan or "
-            "cross_stitch."),
+        sharing: Optional[str] = typer.Option(None, "--sharing", help="Multi-task: hard or soft."),
         penalty: Optional[str] = typer.Option(None, "--penalty", help="Soft sharing: l2 or trace."),
         strength: Optional[float] = typer.Option(None, "--strength", help="Soft-sharing strength."),
         weighting: Optional[str] = typer.Option(
@@ -72,6 +81,8 @@ def register(app: typer.Typer) -> None:
                        head=head, sharing=sharing, penalty=penalty, strength=strength,
                        weighting=weighting, workers=workers, device=device,
                        amp=amp, channels_last=channels_last, compile=compile, tasks=tasks)
+        job.weights, job.freeze_epochs = weights, freeze_epochs
+        job.backbone_lr_scale = backbone_lr_scale
         result = run_train(job)
         if is_main():  # under torchrun, one table
             console.print(result_table(result))

@@ -7,7 +7,8 @@ the pruned model folder, `result.json` and the report.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ from leannet.iterative import DATA_DRIVEN, STATE_FILE, IterativeResult, RunSetti
 from leannet.data import get_source
 from leannet.data.loaders import calibration_loader, make_loaders
 from leannet.data.multihead import multihead_view
+from leannet.train.distill import DistillConfig, distilling, frozen_teacher
 from leannet.train.fit import AMP_DTYPES, evaluate, fit
 from leannet.prune import Target
 from leannet.prune.sensitivity import ratios_from_sensitivity, sensitivity_analysis
@@ -65,6 +67,7 @@ class PruneJob:
     channels_last: bool = False
     compile: bool = False
     workers: int = 0  # DataLoader worker processes
+    distill: DistillConfig | None = None  # fine-tune distilled from the unpruned model
 
 
 @dataclass
@@ -138,13 +141,17 @@ def make_callables(bench: Workbench, job: PruneJob) -> tuple[Callable, Callable,
 
     device = distributed.local_device(job.device)  # under torchrun: this rank's GPU
 
+    teacher = frozen_teacher(bench.model) if job.distill is not None else None  # unpruned
+
     def finetune(model: nn.Module) -> None:
         seed = int(torch.randint(0, 2**31 - 1, (1,)))  # drawn from the attempt's reseeded RNG
         train_loader, _ = make_loaders(bench.source, job.batch_size, seed=seed,
                                        workers=job.workers)
-        fit(model, train_loader, bench.val_loader, bench.task, job.finetune_epochs, lr=job.lr,
-            optimizer=job.optimizer, seed=None, progress=False, restore_best=True,
-            device=device, amp=job.amp, channels_last=job.channels_last, compile=job.compile)
+        with _finetune_task(model, teacher, bench, job) as task:
+            fit(model, train_loader, bench.val_loader, task, job.finetune_epochs, lr=job.lr,
+                optimizer=job.optimizer, seed=None, progress=False, restore_best=True,
+                device=device, amp=job.amp, channels_last=job.channels_last,
+                compile=job.compile)
 
     def score(model: nn.Module) -> dict[str, float]:
         return guard_metrics(bench.task, evaluate(model, bench.val_loader, bench.task, device))
@@ -250,6 +257,8 @@ def _run_label(job: PruneJob, data: str) -> str:
               "finetune_epochs": job.finetune_epochs, "optimizer": job.optimizer, "lr": job.lr,
               "batch_size": job.batch_size, "calibration_batches": job.calibration_batches,
               "sensitivity": str(job.sensitivity_dir) if job.sensitivity_dir else None}
+    if job.distill is not None:
+        fields["distill"] = asdict(job.distill)
     if job.amp or job.channels_last:  # only when set: older run folders still resume
         fields |= {"amp": job.amp, "channels_last": job.channels_last}
     return json.dumps(fields, sort_keys=True)
@@ -327,6 +336,7 @@ def finish_run(job: PruneJob, work: Path, original: nn.Module, outcome: Iterativ
                "data": data,
                "metric_name": "/".join(outcome.baseline["metrics"]),
                "criterion": job.criterion, "max_drop": job.max_drop,
+               "distill": asdict(job.distill) if job.distill is not None else None,
                "channels_before": _conv_channels(original),
                "channels_after": _conv_channels(outcome.model)}
     files.atomic_write_json(work / "result.json", result)
@@ -347,3 +357,11 @@ def parse_task_values(text: str | None, what: str) -> float | dict[str, float] |
     except ValueError:
         raise LeannetError(f"{what} {text!r} is not a number or a list like "
                            "'left=0.01,right=0.01'") from None
+
+
+def _finetune_task(model: nn.Module, teacher: nn.Module | None, bench: Workbench, job: PruneJob
+                   ) -> Any:
+    """The task fine-tuning trains: the model's own, or distilled from the unpruned teacher."""
+    if teacher is None or job.distill is None:
+        return nullcontext(bench.task)
+    return distilling(model, teacher, bench.task, bench.example_inputs, job.distill)

@@ -15,7 +15,7 @@ import torch
 from leannet import checks, distributed
 from leannet.errors import LeannetError
 from leannet.files import check_out_dir
-from leannet.models import list_models
+from leannet.models import get_model_entry, load_weights
 from leannet.train.kinds import get_kind
 from leannet.data import get_source
 from leannet.data.loaders import make_loaders
@@ -25,6 +25,7 @@ from leannet.measure import measure
 from leannet.models import model_input_shape
 from leannet.train.build import build_for_source, remember_data
 from leannet.train.fit import AMP_DTYPES, fit
+from leannet.train.transfer import frozen_backbone, scale_backbone_lr
 
 
 @dataclass
@@ -57,6 +58,9 @@ class TrainJob:
     amp: str | None = None  # bf16 or fp16 autocast (fp16 with a GradScaler)
     channels_last: bool = False
     compile: bool = False
+    weights: str | None = None  # a file, DEFAULT, an enum name or zoo:ENUM (see models/weights.py)
+    freeze_epochs: int = 0  # transfer learning: first epochs train only the new head
+    backbone_lr_scale: float | None = None  # pretrained layers' lr factor [0.1 after freezing]
     tasks: str | None = None  # multi-head: which labelled tasks of the source, e.g. detect,segment
 
 
@@ -102,6 +106,15 @@ def check_job(job: TrainJob) -> None:
     checks.device(job.device)
     if job.amp is not None and job.amp not in AMP_DTYPES:
         raise LeannetError(f"--amp {job.amp!r}: expected bf16 or fp16")
+    if job.freeze_epochs:
+        checks.number("--freeze-epochs", job.freeze_epochs, low=0, high=job.epochs - 1,
+                      integer=True)
+        if job.weights is None:
+            raise LeannetError("--freeze-epochs freezes pretrained layers: pass --weights too")
+    if job.backbone_lr_scale is not None:
+        checks.number("--backbone-lr-scale", job.backbone_lr_scale, low=0, low_open=True, high=1)
+        if job.weights is None:
+            raise LeannetError("--backbone-lr-scale scales pretrained layers: pass --weights too")
     check_out_dir(job.out, job.force)
 
 
@@ -110,8 +123,10 @@ def _model_image_size(job: TrainJob) -> int | None:
     image's, which may be 4000 px); sources of a fixed size (MNIST, CIFAR) ignore it."""
     if not job.data.startswith("imagefolder:"):
         return None
-    entry = list_models().get(job.model)
-    return entry.default_image_size if entry is not None else None
+    try:
+        return get_model_entry(job.model).default_image_size  # a zoo model's too
+    except LeannetError:
+        return None
 
 
 def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
@@ -134,12 +149,17 @@ def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
         sharing=job.sharing, penalty=job.penalty, strength=job.strength,
         weighting=job.weighting, label_smoothing=job.label_smoothing)
     remember_data(model, job.data, job.data_root)
+    transfer = load_weights(model, job.weights) if job.weights else None
     train_loader, val_loader = make_loaders(source, job.batch_size, seed=job.seed,
                                             workers=job.workers)
     # the old output stays until this one is done; under torchrun only rank 0's is kept
     with distributed.output_folder(job.out, job.force) as out:
         start = time.perf_counter()
-        history = fit(model, train_loader, val_loader, task, job.epochs, optimizer=job.optimizer,
+        if transfer is not None:  # the new head first (on a frozen backbone), then all, slower
+            transfer = {**transfer} | _train_head(job, model, task, train_loader, val_loader,
+                                                  transfer["fresh"], progress)
+        history = fit(model, train_loader, val_loader, task, job.epochs - job.freeze_epochs,
+                      optimizer=job.optimizer,
                       lr=job.lr, weight_decay=job.weight_decay, warmup_epochs=job.warmup_epochs,
                       seed=job.seed, device=job.device, out_dir=out, progress=progress,
                       restore_best=True, amp=job.amp, channels_last=job.channels_last,
@@ -152,8 +172,28 @@ def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
                   "main_metric": task.main_metric, task.main_metric: best.get(task.main_metric),
                   "metrics": best, "best_epoch": best["epoch"], "epochs": job.epochs, **numbers,
                   "seconds": round(seconds, 2), "processes": distributed.world_size(),
-                  "model_dir": str(Path(job.out) / "model"),
+                  "model_dir": str(Path(job.out) / "model"), "transfer": transfer,
                   "config": {k: str(v) if isinstance(v, Path) else v
                              for k, v in asdict(job).items()}}
         atomic_write_json(out / "result.json", result)
     return result
+
+
+def _train_head(job: TrainJob, model: torch.nn.Module, task: Any, train_loader: Any,
+                val_loader: Any, fresh: list[str], progress: bool) -> dict[str, Any]:
+    """`--freeze-epochs` on a frozen backbone (BatchNorm in eval mode), then set the backbone's
+    learning-rate scale for the rest; returns what to record under result["transfer"]."""
+    record: dict[str, Any] = {"freeze_epochs": job.freeze_epochs}
+    if job.freeze_epochs:
+        assert job.optimizer is not None and job.lr is not None and job.weight_decay is not None
+        with frozen_backbone(model, fresh) as frozen:
+            record["frozen_parameters"] = frozen
+            record["frozen_history"] = fit(
+                model, train_loader, val_loader, task, job.freeze_epochs,
+                optimizer=job.optimizer, lr=job.lr, weight_decay=job.weight_decay,
+                warmup_epochs=min(job.warmup_epochs or 0.0, job.freeze_epochs / 2),
+                seed=job.seed, device=job.device, progress=progress)
+    scale = job.backbone_lr_scale or (0.1 if job.freeze_epochs else 1.0)
+    scale_backbone_lr(model, fresh, scale)
+    record["backbone_lr_scale"] = scale
+    return record

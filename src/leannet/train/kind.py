@@ -8,7 +8,7 @@ from torch import nn
 
 from leannet.data.registry import DataSource
 from leannet.errors import LeannetError
-from leannet.models import create_model, list_models
+from leannet.models import create_model, get_model_entry
 from leannet.train.kinds import BuildOptions, TaskKind, register_kind
 from leannet.train.tasks import ClassificationTask
 
@@ -18,10 +18,7 @@ SMALL_INPUT_MAX = 64  # images up to this size get a model's small-input variant
 def model_kwargs_for(name: str, source: DataSource, width_mult: float | None = None
                      ) -> dict[str, Any]:
     """Registry kwargs that fit `name` to a classify `source` (only those the builder accepts)."""
-    models = list_models()
-    if name not in models:
-        raise LeannetError(f"unknown model {name!r}; expected one of {', '.join(models)}")
-    accepted = inspect.signature(models[name].builder).parameters
+    accepted = inspect.signature(get_model_entry(name).builder).parameters  # zoo names too
     wanted: dict[str, Any] = {"num_classes": source.num_classes,
                               "in_channels": source.in_channels, "image_size": source.image_size}
     if "small_input" in accepted:

@@ -10,19 +10,25 @@ from torch import nn
 from leannet.errors import LeannetError
 
 
-def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
-    """Weight decay on conv/linear weights only; biases and norm scales (1-d tensors) are exempt."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+def param_groups(modules: Iterable[nn.Module], weight_decay: float, lr: float | None = None
+                 ) -> list[dict]:
+    """Weight decay on conv/linear weights only; biases and norm scales (1-d tensors) are exempt.
+
+    A parameter with an `lr_scale` attribute (transfer learning sets it on a pretrained backbone,
+    see `leannet.train.transfer`) gets its own groups at `lr * lr_scale`.
+    """
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {(True, 1.0): [], (False, 1.0): []}
     seen: set[int] = set()
     for module in modules:
         for p in module.parameters():
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+            scale = float(getattr(p, "lr_scale", 1.0))
+            groups.setdefault((p.ndim > 1, scale), []).append(p)
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0,
+             **({"lr": lr * scale} if scale != 1.0 and lr is not None else {})}
+            for (decay, scale), params in groups.items() if params or scale == 1.0]
 
 
 def make_optimizer(modules: Iterable[nn.Module], name: str = "sgd", lr: float = 0.1,
@@ -32,7 +38,7 @@ def make_optimizer(modules: Iterable[nn.Module], name: str = "sgd", lr: float = 
         raise LeannetError(f"learning rate must be positive, got {lr}")
     if weight_decay < 0:
         raise LeannetError(f"weight decay must be >= 0, got {weight_decay}")
-    groups = param_groups(modules, weight_decay)
+    groups = param_groups(modules, weight_decay, lr)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
     if name == "adamw":
