@@ -19,6 +19,15 @@ from typing import Any, Callable
 
 import torch
 
+from leannet.checkpoint import load
+from leannet.export import export_checked
+from leannet.files import atomic_write_json, prepare_out_dir
+from leannet.jobs.deploy import DeployJob, run_deploy_job
+from leannet.jobs.prune import PruneJob, run_prune_job
+from leannet.jobs.train import TrainJob, run_train
+from leannet.measure import measure
+from leannet.models import model_input_shape
+
 DEMO_MODEL = "mobilenet_v2"
 DEMO_DATA = "digits"
 
@@ -50,33 +59,24 @@ class DemoConfig:
 
 
 def train_stage(out_dir: Path, config: DemoConfig, progress: bool = True
-                ) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
-    """Train the demo model into `out_dir/model`; return (model, source, stage result)."""
-    from leannet.data import get_source
-    from leannet.data.loaders import make_loaders
-    from leannet.train import fit
-    from leannet.train.build import build_for_source, remember_data
-
-    source = get_source(DEMO_DATA, image_size=config.image_size)
-    torch.manual_seed(config.seed)
-    model, task = build_for_source(source, DEMO_MODEL, width_mult=config.width_mult)
-    remember_data(model, DEMO_DATA, None)
-    train_loader, val_loader = make_loaders(source, config.batch_size, seed=config.seed)
+                ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train the demo model into `out_dir/model` (a train job); return (model, stage result)."""
+    job = TrainJob(model=DEMO_MODEL, data=DEMO_DATA, epochs=config.epochs,
+                   batch_size=config.batch_size, optimizer=config.optimizer, lr=config.lr,
+                   weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
+                   width_mult=config.width_mult, image_size=config.image_size, seed=config.seed,
+                   out=out_dir, force=True)  # out_dir is the demo's own, fresh folder
     start = time.perf_counter()
-    history = fit(model, train_loader, val_loader, task, config.epochs,
-                  optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
-                  warmup_epochs=config.warmup_epochs, seed=config.seed, out_dir=out_dir,
-                  progress=progress, restore_best=True)
-    best = max(history, key=lambda r: r[task.main_metric])
-    stage = {"accuracy": best["accuracy"], "best_epoch": best["epoch"],
+    trained = run_train(job, progress=progress)
+    stage = {"accuracy": trained[trained["main_metric"]], "best_epoch": trained["best_epoch"],
+             "accuracy_split": trained.get("main_metric_split", "val"),
              "train_seconds": round(time.perf_counter() - start, 2)}
-    return model, source, stage
+    return load(out_dir / "model"), stage
 
 
 def prune_stage(out_dir: Path, config: DemoConfig,
                 on_attempt: Callable[[dict], Any] | None = None) -> dict[str, Any]:
     """Prune the trained model iteratively into `out_dir/pruned` (model, result, report)."""
-    from leannet.jobs.prune import PruneJob, run_prune_job
 
     job = PruneJob(out_dir / "model", DEMO_DATA, out_dir / "pruned", criterion=config.criterion,
                    target={"macs": config.target_macs}, max_drop=config.max_drop,
@@ -88,9 +88,6 @@ def prune_stage(out_dir: Path, config: DemoConfig,
 
 def export_stage(model_dir: Path, onnx_path: Path) -> dict[str, Any]:
     """Export a model folder to ONNX and check parity; returns path and max_abs_diff."""
-    from leannet.export import export_checked
-    from leannet.checkpoint import load
-    from leannet.models import model_input_shape
 
     model = load(model_dir)
     info = export_checked(model, onnx_path, model_input_shape(model, 1))
@@ -103,7 +100,6 @@ def deploy_stage(out_dir: Path, config: DemoConfig, trained_dir: Path, final_dir
                  ) -> dict[str, Any]:
     """The trained model in fp32 and the final one in fp32 and int8, in each runtime: accuracy,
     size, latency with spread; `speedup` is trained fp32 over final int8 in the same runtime."""
-    from leannet.jobs.deploy import DeployJob, run_deploy_job
 
     def job(folder: Path, name: str, precisions: tuple[str, ...]) -> dict[str, Any]:
         return run_deploy_job(DeployJob(folder, out_dir / "deploy" / name, DEMO_DATA,
@@ -144,16 +140,12 @@ def run_demo(out_dir: str | Path = "runs/demo", force: bool = False,
     Returns and writes `result.json`: model, data, accuracy, params, macs, latency_ms of the
     trained model, and with pruning on, `baseline`, `final`, `onnx` and `report`.
     """
-    from leannet.files import atomic_write_json, prepare_out_dir
-    from leannet.measure import measure
-    from leannet.models import model_input_shape
-
     config = config or DemoConfig()
     stage_note = on_stage or (lambda text: None)
     out = prepare_out_dir(out_dir, force)
     start = time.perf_counter()
     stage_note(f"training {DEMO_MODEL} on {DEMO_DATA} for {config.epochs} epochs")
-    model, source, stage = train_stage(out, config, progress)
+    model, stage = train_stage(out, config, progress)
     numbers = measure(model.eval(), model_input_shape(model, 1), path=out / "model")
     result = {"command": "demo", "model": DEMO_MODEL, "data": DEMO_DATA, **stage, **numbers,
               "model_dir": str(out / "model"), "config": asdict(config)}
