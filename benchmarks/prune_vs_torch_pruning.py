@@ -1,22 +1,37 @@
-"""leannet against Torch-Pruning on Fashion-MNIST: same baseline, same MACs target, same budget.
+"""leannet against Torch-Pruning on CIFAR-10, like for like: same baseline, MACs target and budget.
 
-For each model (resnet20, small-input mobilenet_v2) one baseline is trained (or reused from
-runs/bench-baselines), then pruned to 50% of its MACs by:
-  - leannet with l1, taylor and apoz, one-shot and iterative (guard off: same MACs for all),
-  - Torch-Pruning 1.6 (GroupMagnitudeImportance(p=1), its iterative_steps, the same fine-tuning
-    between steps),
-each with the same total fine-tuning budget in epochs. One table, one JSON file.
+For each model one baseline is trained (or reused from runs/bench-baselines) and pruned to the
+same fraction of its MACs by pairs of methods that score channels the same way:
 
-    python benchmarks/prune_vs_torch_pruning.py --data-root ../shared/data/fashion-mnist
+  - Torch-Pruning group-L1 (`GroupMagnitudeImportance(p=1)`) vs leannet `group_l1`,
+  - Torch-Pruning Taylor (`GroupTaylorImportance`) vs leannet `taylor`,
+  - Torch-Pruning random (`RandomImportance`) vs leannet `random` (the control),
+
+plus leannet's own `l1`, `l2`, `apoz`, `mean_activation`, `fpgm` and `bn_scale`, each one-shot
+and iterative. Every method gets the same fine-tuning budget (training images seen, split over
+its steps), the same calibration images (validation batches, for data-driven criteria of both
+libraries) and the same seed. Splits are honest: the validation set is carved from the training
+set (stratified, split seed 0) and selects the best fine-tuning epoch; the official test set only
+reports. Each seed changes the fine-tuning order, the calibration batches and the random scores
+(the baseline is shared unless --baseline-per-seed).
+
+One process per seed can run side by side (`--seeds 0`, `--seeds 1`, ... with --out per seed);
+`--merge` joins their JSON files into docs/benchmarks/prune_vs_torch_pruning.{json,md} with the
+mean +- std over seeds.
+
+    python benchmarks/prune_vs_torch_pruning.py --data-root ../shared/data/cifar10
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
+import math
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from rich.console import Console
@@ -25,86 +40,142 @@ from torch.utils.data import DataLoader, Subset
 
 import leannet
 from leannet.data import get_source
-from leannet.measure import count_macs, count_params, latency_ms
-from leannet.prune import Target
+from leannet.data.splits import stratified_indices
 from leannet.iterative import iterative_prune
+from leannet.measure import count_macs, count_params
+from leannet.prune import Target
 from leannet.train.fit import evaluate, fit
 from leannet.train.tasks import ClassificationTask
 
 console = Console(width=200)
-MODELS = {"resnet20": {"in_channels": 1, "num_classes": 10},
-          "mobilenet_v2": {"in_channels": 1, "num_classes": 10, "small_input": True,
-                           "width_mult": 0.5}}
+MODELS = {"resnet20": {}, "resnet56": {},
+          "mobilenet_v2": {"small_input": True, "width_mult": 0.5}}
+PAIRS = [("tp-group_l1", "group_l1"), ("tp-taylor", "taylor"), ("tp-random", "random")]
+OWN = ["l1", "l2", "apoz", "mean_activation", "fpgm", "bn_scale"]
+DATA_DRIVEN = {"taylor", "apoz", "mean_activation", "tp-taylor"}
+OUT = Path("docs/benchmarks/prune_vs_torch_pruning")
 
 
-def loaders(source, train_subset: int, batch_size: int, seed: int):
-    """A fixed random subset of the training set (CPU budget) and the full test set."""
-    generator = torch.Generator().manual_seed(seed)
-    index = torch.randperm(len(source.train), generator=generator)[:train_subset].tolist()
-    train = DataLoader(Subset(source.train, index), batch_size=batch_size, shuffle=True,
-                       generator=torch.Generator().manual_seed(seed), drop_last=True)
-    test = DataLoader(source.val, batch_size=512)
-    return train, test
+def subset(dataset, size: int, seed: int):
+    """A stratified subset of `size` items (all of them for 0 or a size >= the set)."""
+    if not size or size >= len(dataset):
+        return dataset
+    _, pick = stratified_indices(dataset.labels, size / len(dataset), seed)
+    return Subset(dataset, pick.tolist())
 
 
-def baseline(name: str, source, train, test, epochs: int, cache: Path) -> torch.nn.Module:
-    """Train once and keep the model folder so every method starts from the same weights."""
-    folder = cache / name
+class Data:
+    """The loaders of one benchmark: a training subset, validation (selects), test (reports)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        source = get_source(args.data, args.data_root, image_size=32, download=False,
+                            val_fraction=args.val_fraction)
+        self.source = source
+        self.train = subset(source.train, args.train_subset, 1)
+        self.val = subset(source.val, args.val_subset, 2)
+        self.test = subset(source.test, args.test_subset, 3)
+        self.val_loader = DataLoader(self.val, batch_size=256)
+        self.test_loader = DataLoader(self.test, batch_size=256)
+        self.splits = {"train": f"{len(self.train):,} of {source.splits.get('train')}",
+                       "val": f"{len(self.val):,} of {source.splits.get('val')}",
+                       "test": f"{len(self.test):,} of {source.splits.get('test')}"}
+
+    def train_loader(self, seed: int, images: int | None = None, batch_size: int = 64):
+        """Shuffled training batches in an order fixed by `seed`, `images` of them at most."""
+        data = self.train
+        if images is not None and images < len(data):
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+            data = Subset(data, order[:images].tolist())
+        return DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True,
+                          generator=torch.Generator().manual_seed(seed))
+
+    def calibration(self, seed: int, batches: int, batch_size: int = 64) -> list:
+        """`batches` validation batches in an order fixed by `seed` (the same for every method)."""
+        loader = DataLoader(self.val, batch_size=batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed))
+        return [b for b, _ in zip(loader, range(batches))]
+
+
+def accuracy(model, loader) -> float:
+    return evaluate(model, loader, ClassificationTask())["accuracy"]
+
+
+def baseline(name: str, data: Data, args, seed: int) -> torch.nn.Module:
+    """Train once per (schedule, seed) and keep the model folder: every method starts from it."""
+    folder = (Path("runs/bench-baselines") / f"{args.data}-{name}-n{args.train_subset}"
+              f"-e{args.baseline_epochs}-s{seed}")
     if (folder / "config.json").is_file():
         return leannet.load(folder)
-    model = leannet.create_model(name, image_size=source.image_size, **MODELS[name])
-    fit(model, train, test, ClassificationTask(), epochs, lr=0.1, warmup_epochs=0.3, seed=0,
-        progress=False)
+    model = leannet.create_model(name, image_size=32, in_channels=3, num_classes=10,
+                                 **MODELS[name])
+    fit(model, data.train_loader(seed), data.val_loader, ClassificationTask(),
+        args.baseline_epochs, lr=args.baseline_lr, warmup_epochs=0.3, seed=seed, progress=False,
+        restore_best=True)  # the best epoch on validation
     leannet.save(model, folder)
     return model
 
 
-def accuracy(model, test) -> float:
-    return evaluate(model, test, ClassificationTask())["accuracy"]
+def finetuner(data: Data, images: int, lr: float, seed: int) -> Callable:
+    """One pass over `images` training images, best epoch kept by validation accuracy."""
+    calls = {"n": 0}
 
-
-def finetuner(train, test, epochs: int, lr: float):
     def finetune(model):
-        fit(model, train, test, ClassificationTask(), epochs, lr=lr, seed=None, progress=False)
+        calls["n"] += 1
+        fit(model, data.train_loader(seed * 1000 + calls["n"], images), data.val_loader,
+            ClassificationTask(), 1, lr=lr, seed=None, progress=False, restore_best=True)
     return finetune
 
 
-def run_leannet(base, train, test, example, criterion, steps, budget, lr):
-    """leannet's iterative_prune with the guard off, `budget` epochs split across the steps.
-
-    `criterion` may end in "-uniform": the same criterion with one pruning ratio for every layer
-    (Torch-Pruning's default) instead of leannet's global ranking.
-    """
+def run_leannet(base, data: Data, example, criterion: str, steps: int, args, seed: int):
+    """leannet's iterative_prune with the guard off (every method lands on the target)."""
     model = copy.deepcopy(base)
-    criterion, _, ranking = criterion.partition("-")
+    batches = data.calibration(seed, args.calib_batches)
 
     def calibrate(pruner):
-        pruner.calibrate(train, loss_fn=ClassificationTask().loss, max_batches=20)
+        pruner.calibrate(batches, loss_fn=ClassificationTask().loss)
 
     outcome = iterative_prune(
-        model, finetuner(train, test, max(1, budget // steps), lr), lambda m: accuracy(m, test),
-        Target(macs=0.5), example, criterion=criterion, schedule="equal" if steps > 1 else
-        "oneshot", steps=steps, max_drop=1.0,
-        calibrate=calibrate if criterion in ("taylor", "apoz") else None, seed=0,
-        pruner_options={"global_ranking": ranking != "uniform"})
+        model, finetuner(data, args.budget // steps, args.lr, seed),
+        lambda m: accuracy(m, data.val_loader), Target(macs=args.leannet_macs), example,
+        criterion=criterion, schedule="equal" if steps > 1 else "oneshot", steps=steps,
+        max_drop=1.0, calibrate=calibrate if criterion in DATA_DRIVEN else None, seed=seed,
+        pruner_options={"global_ranking": args.ranking == "global"})
     last = [s for s in outcome.steps if s["status"] == "accepted"][-1]
     return outcome.model, last["metric_before_finetune"]
 
 
-def run_torch_pruning(base, train, test, example, steps, budget, lr):
-    """Torch-Pruning 1.6 with GroupMagnitudeImportance(p=1), classifier ignored, to 50% MACs."""
+def tp_importance(method: str):
     import torch_pruning as tp
 
-    ratio = _tp_ratio_for_half_macs(base, example)
+    return {"tp-group_l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+            "tp-taylor": lambda: tp.importance.GroupTaylorImportance(),
+            "tp-random": lambda: tp.importance.RandomImportance()}[method]()
+
+
+def run_torch_pruning(base, data: Data, example, method: str, steps: int, args, seed: int,
+                      ratio: float):
+    """Torch-Pruning 1.6 `BasePruner` (uniform ratio, classifier ignored), the same budget."""
+    import torch_pruning as tp
+
+    torch.manual_seed(seed)
     model = copy.deepcopy(base)
-    pruner = tp.pruner.BasePruner(
-        model, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
-        pruning_ratio=ratio, iterative_steps=steps, ignored_layers=[_classifier(model)])
-    before = None
+    pruner = tp.pruner.BasePruner(model, example, importance=tp_importance(method),
+                                  pruning_ratio=ratio, iterative_steps=steps,
+                                  global_pruning=args.ranking == "global",
+                                  ignored_layers=[_classifier(model)])
+    finetune = finetuner(data, args.budget // steps, args.lr, seed)
+    before = math.nan
     for _ in range(steps):
+        if method in DATA_DRIVEN:  # Taylor needs gradients of the same calibration batches
+            model.zero_grad()
+            model.train()
+            for inputs, labels in data.calibration(seed, args.calib_batches):
+                torch.nn.functional.cross_entropy(model(inputs), labels).backward()
+            model.eval()
         pruner.step()
-        before = accuracy(model, test)
-        finetuner(train, test, max(1, budget // steps), lr)(model)
+        model.zero_grad()
+        before = accuracy(model, data.val_loader)
+        finetune(model)
     return model, before
 
 
@@ -112,90 +183,189 @@ def _classifier(model):
     return [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
 
 
-def _tp_ratio_for_half_macs(base, example) -> float:
-    """Bisect Torch-Pruning's channel ratio so that one-shot pruning keeps 50% of MACs."""
+def tp_ratio(base, example, macs: float, ranking: str) -> float:
+    """Bisect Torch-Pruning's channel ratio so that group-L1 pruning keeps `macs` of the MACs.
+
+    With uniform ratios the architecture, and so the MACs, does not depend on the importance.
+    """
     import torch_pruning as tp
 
-    full, low, high = count_macs(base, example), 0.0, 0.9
-    for _ in range(12):
+    full, low, high = count_macs(base, example), 0.0, 0.95
+    for _ in range(14):
         mid = (low + high) / 2
         trial = copy.deepcopy(base)
         tp.pruner.BasePruner(trial, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
-                             pruning_ratio=mid, ignored_layers=[_classifier(trial)]).step()
-        low, high = (mid, high) if count_macs(trial, example) > 0.5 * full else (low, mid)
+                             pruning_ratio=mid, global_pruning=ranking == "global",
+                             ignored_layers=[_classifier(trial)]).step()
+        low, high = (mid, high) if count_macs(trial, example) > macs * full else (low, mid)
     return (low + high) / 2
 
 
-def row(method, model, before, test, example, seconds, base_macs):
-    return {"method": method, "acc_before_ft": round(before, 4),
-            "acc_after_ft": round(accuracy(model, test), 4), "params": count_params(model),
-            "macs": count_macs(model, example), "macs_fraction": round(
-                count_macs(model, example) / base_macs, 4),
-            "latency_ms": round(latency_ms(model, example, runs=30), 3),
-            "wall_s": round(seconds, 1)}
+def _tp_macs_fraction(base, example, ratio: float, ranking: str) -> float:
+    """The fraction of MACs Torch-Pruning keeps at `ratio` (one-shot, group-L1)."""
+    import torch_pruning as tp
+
+    trial = copy.deepcopy(base)
+    tp.pruner.BasePruner(trial, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+                         pruning_ratio=ratio, global_pruning=ranking == "global",
+                         ignored_layers=[_classifier(trial)]).step()
+    return count_macs(trial, example) / count_macs(base, example)
+
+
+def methods(args) -> list[tuple[str, int]]:
+    """(method, steps) in the order run: one-shot pairs, leannet's own, then iterative."""
+    chosen = [m for pair in PAIRS for m in pair] + OWN
+    chosen = [m for m in chosen if not args.methods or m in args.methods]
+    order = [(m, 1) for m in chosen]
+    if args.steps > 1:
+        iterative = [m for m in chosen if args.iterative == "all" or m in
+                     {x for pair in PAIRS for x in pair}]
+        order += [(m, args.steps) for m in iterative]
+    return order
+
+
+def run_seed(args, seed: int, out: Path) -> None:
+    """Every method on every model for one seed; the JSON is rewritten after each row."""
+    torch.set_num_threads(args.threads)
+    data = Data(args)
+    rows: list[dict] = []
+    for name in args.models:
+        base = baseline(name, data, args, seed if args.baseline_per_seed else 0)
+        example = torch.randn(1, 3, 32, 32)
+        base_macs = count_macs(base, example)
+        ratio = tp_ratio(base, example, args.macs, args.ranking)
+        # leannet aims at the fraction Torch-Pruning's ratio actually lands on: the same MACs
+        landed = _tp_macs_fraction(base, example, ratio, args.ranking)
+        args.leannet_macs = landed
+        common = {"model": name, "seed": seed}
+
+        def record(method: str, steps: int, model, before: float, seconds: float,
+                   context=(common, example, base_macs)) -> None:
+            common, example, base_macs = context
+            rows.append({**common, "method": method, "steps": steps,
+                         "val_acc_before_ft": round(before, 4),
+                         "val_acc": round(accuracy(model, data.val_loader), 4),
+                         "test_acc": round(accuracy(model, data.test_loader), 4),
+                         "params": count_params(model),
+                         "macs_fraction": round(count_macs(model, example) / base_macs, 4),
+                         "wall_s": round(seconds, 1)})
+            console.print(rows[-1])
+            _write(out, args, rows, data.splits)
+
+        record("baseline", 0, base, math.nan, 0.0)
+        for method, steps in methods(args):
+            start = time.perf_counter()
+            if method.startswith("tp-"):
+                model, before = run_torch_pruning(base, data, example, method, steps, args, seed,
+                                                  ratio)
+            else:
+                model, before = run_leannet(base, data, example, method, steps, args, seed)
+            record(method, steps, model, before, time.perf_counter() - start)
+
+
+def _write(out: Path, args, rows: list[dict], splits: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": " ".join(sys.argv), "args": vars(args),
+                               "splits": splits, "rows": rows}, indent=2) + "\n")
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and sample std over seeds of each (model, method, steps)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["method"], r["steps"]), []).append(r)
+    summary = []
+    for (model, method, steps), runs in groups.items():
+        entry: dict[str, Any] = {"model": model, "method": method, "steps": steps,
+                                 "seeds": sorted(r["seed"] for r in runs)}
+        for key in ("test_acc", "val_acc", "macs_fraction", "params", "wall_s"):
+            values = [r[key] for r in runs]
+            entry[key] = statistics.fmean(values)
+            entry[key + "_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
+        summary.append(entry)
+    return summary
+
+
+def label(method: str, steps: int) -> str:
+    library = "Torch-Pruning" if method.startswith("tp-") else "leannet"
+    how = "baseline" if steps == 0 else "one-shot" if steps == 1 else f"iterative x{steps}"
+    return f"{library} {method.removeprefix('tp-')} {how}".replace("leannet baseline baseline",
+                                                                   "baseline")
+
+
+def markdown(summary: list[dict], meta: dict) -> str:
+    lines = [f"Command(s): `{c}`" for c in meta["commands"]] + [""]
+    lines += [f"- {split}: {text}" for split, text in meta["splits"].items()] + [""]
+    lines += ["| model | method | seeds | test acc % (mean ± std) | val acc % | MACs kept | params |",
+              "|---|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['model']} | {label(s['method'], s['steps'])} | {len(s['seeds'])} | "
+                     f"{100 * s['test_acc']:.2f} ± {100 * s['test_acc_std']:.2f} | "
+                     f"{100 * s['val_acc']:.2f} ± {100 * s['val_acc_std']:.2f} | "
+                     f"{100 * s['macs_fraction']:.1f}% | {s['params']:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def merge(parts: list[Path]) -> None:
+    """Join per-seed JSON files into the summary JSON and markdown table."""
+    rows, commands, splits = [], [], {}
+    for part in parts:
+        data = json.loads(part.read_text())
+        rows += data["rows"]
+        commands.append(data["command"])
+        splits = data["splits"]
+    summary = summarise(rows)
+    meta = {"commands": commands, "splits": splits}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.with_suffix(".json").write_text(json.dumps({**meta, "summary": summary, "rows": rows},
+                                                   indent=2) + "\n")
+    OUT.with_suffix(".md").write_text(markdown(summary, meta))
+    table = Table(title="CIFAR-10, same baseline, MACs target and fine-tuning budget")
+    for column in ("model", "method", "seeds", "test acc", "MACs kept"):
+        table.add_column(column, justify="right")
+    for s in summary:
+        table.add_row(s["model"], label(s["method"], s["steps"]), str(len(s["seeds"])),
+                      f"{100 * s['test_acc']:.2f} ± {100 * s['test_acc_std']:.2f}",
+                      f"{100 * s['macs_fraction']:.1f}%")
+    console.print(table)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default="../shared/data/fashion-mnist")
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--baseline-epochs", type=int, default=4)
-    parser.add_argument("--budget", type=int, default=3, help="fine-tuning epochs per method")
-    parser.add_argument("--steps", type=int, default=3, help="steps of the iterative methods")
-    parser.add_argument("--train-subset", type=int, default=20000)
+    parser.add_argument("--data", default="cifar10")
+    parser.add_argument("--data-root", default="../shared/data/cifar10")
+    parser.add_argument("--models", nargs="+", default=["resnet20"], choices=list(MODELS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--macs", type=float, default=0.5, help="fraction of MACs to keep")
+    parser.add_argument("--train-subset", type=int, default=0, help="0: all training images")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--val-subset", type=int, default=0, help="0: all validation images")
+    parser.add_argument("--test-subset", type=int, default=0, help="0: the whole test set")
+    parser.add_argument("--baseline-epochs", type=int, default=30)
+    parser.add_argument("--baseline-lr", type=float, default=0.1)
+    parser.add_argument("--baseline-per-seed", action="store_true")
+    parser.add_argument("--budget", type=int, default=45000,
+                        help="fine-tuning budget in training images, split over the steps")
+    parser.add_argument("--steps", type=int, default=3, help="steps of the iterative runs")
+    parser.add_argument("--iterative", choices=("pairs", "all"), default="all")
+    parser.add_argument("--ranking", choices=("uniform", "global"), default="uniform",
+                        help="uniform: one ratio per layer (Torch-Pruning's default, so both "
+                             "libraries land on the same architecture); global: one ranking")
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--criteria", nargs="+", default=["l1", "taylor", "apoz"],
-                        help="leannet criteria; add -uniform for one ratio per layer")
-    parser.add_argument("--skip-anchor", action="store_true", help="leannet rows only")
-    parser.add_argument("--out", default="benchmarks/results/prune_vs_torch_pruning.json")
+    parser.add_argument("--calib-batches", type=int, default=8,
+                        help="validation batches of 64 for data-driven criteria (both libraries)")
+    parser.add_argument("--methods", nargs="*", default=[])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None, help="per-seed JSON [default: runs/...]")
+    parser.add_argument("--merge", nargs="+", type=Path, help="join per-seed JSON files")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    source = get_source("fashion-mnist", args.data_root, image_size=28, download=False)
-    train, test = loaders(source, args.train_subset, 128, 0)
-    rows: list[dict] = []
-    out = Path(args.out)
-
-    def record(new_row: dict) -> None:
-        """Keep the row, print it, and rewrite the JSON so a cut-short run keeps its results."""
-        rows.append(new_row)
-        console.print(new_row)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"command": " ".join(sys.argv), "args": vars(args),
-                                   "rows": rows}, indent=2) + "\n")
-
-    for name in args.models:
-        cache = Path("runs/bench-baselines") / f"n{args.train_subset}-e{args.baseline_epochs}"
-        base = baseline(name, source, train, test, args.baseline_epochs, cache)
-        example = torch.randn(1, 1, 28, 28)
-        base_macs = count_macs(base, example)
-        record(row(f"{name} baseline", base, accuracy(base, test), test, example, 0, base_macs))
-        if not args.skip_anchor:  # the anchor first, so a cut-short run still compares
-            start = time.perf_counter()
-            model, before = run_torch_pruning(base, train, test, example, args.steps,
-                                              args.budget, args.lr)
-            record(row(f"{name} torch-pruning l1 iterative x{args.steps}", model, before, test,
-                       example, time.perf_counter() - start, base_macs))
-        methods = [(f"{name} leannet {c} {'one-shot' if s == 1 else f'iterative x{s}'}", c, s)
-                   for s in (args.steps, 1) for c in args.criteria]
-        for label, criterion, steps in methods:
-            start = time.perf_counter()
-            model, before = run_leannet(base, train, test, example, criterion, steps, args.budget,
-                                        args.lr)
-            record(row(label, model, before, test, example, time.perf_counter() - start,
-                       base_macs))
-    print_table(rows)
-
-
-def print_table(rows) -> None:
-    table = Table(title="Fashion-MNIST, pruned to 50% of MACs, same fine-tuning budget")
-    for column in ("method", "acc before FT", "acc after FT", "params", "MACs", "MACs frac",
-                   "latency ms", "wall s"):
-        table.add_column(column, justify="right")
-    for r in rows:
-        table.add_row(r["method"], f"{r['acc_before_ft']:.4f}", f"{r['acc_after_ft']:.4f}",
-                      f"{r['params']:,}", f"{r['macs']:,}", f"{r['macs_fraction']:.3f}",
-                      f"{r['latency_ms']:.3f}", f"{r['wall_s']:.0f}")
-    console.print(table)
+    if args.merge:
+        merge(args.merge)
+        return
+    for seed in args.seeds:
+        out = Path(args.out or f"runs/prune_vs_tp/seed{seed}.json")
+        run_seed(args, seed, out)
+        merge([out] if len(args.seeds) == 1 else sorted(out.parent.glob("seed*.json")))
 
 
 if __name__ == "__main__":
