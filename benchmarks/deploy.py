@@ -148,6 +148,58 @@ def digits_case(args, rows: list) -> None:
     atomic_write_json(args.out, rows)
 
 
+def alignment_case(args, rows: list) -> None:
+    """Which widths each runtime's kernels like: one MobileNetV2-like block at several widths,
+    time per MAC relative to the best width (the basis of each runtime's channel_multiples)."""
+    from leannet.deploy.alignment import measure_alignment
+
+    for runtime in ("onnxruntime", "executorch"):
+        for precision in ("fp32", "int8"):
+            console.print(f"alignment: {runtime} {precision}")
+            rows.append({"case": "alignment", **measure_alignment(
+                runtime, precision, threads=args.threads, runs=args.runs, rounds=args.rounds)})
+            atomic_write_json(args.out, rows)
+
+
+def depth_case(args, rows: list) -> None:
+    """Depth pruning vs width pruning of the demo-sized MobileNetV2 (width 0.5, 64 px): the
+    same model with N residual blocks removed, and width-pruned (round 8) to the same MACs,
+    every file timed together in each runtime."""
+    from leannet.prune.depth import plan_depth, remove_blocks
+
+    torch.manual_seed(0)
+    base = create_model("mobilenet_v2", num_classes=10, small_input=True, width_mult=0.5,
+                        image_size=64).eval()
+    example = torch.randn(1, 3, 64, 64)
+    calibration, calibrated_on = _calibration(64)
+    variants: dict[str, nn.Module] = {"baseline": base}
+    for blocks in (3, 6):
+        shallow = remove_blocks(copy.deepcopy(base), plan_depth(base, calibration[:1], blocks))
+        variants[f"depth: {blocks} blocks removed"] = shallow
+        fraction = count_macs(shallow, example) / count_macs(base, example)
+        pruned = copy.deepcopy(base)
+        pruner = Pruner(pruned, example, criterion="l1")
+        pruner.apply(pruner.plan(Target(macs=fraction, round_to=8)), verify=False)
+        variants[f"width: same MACs as {blocks} blocks, round 8"] = pruned.eval()
+    built, items = [], {}
+    for variant, model in variants.items():
+        results, timed = build_matrix(model, example, RUNTIMES, ("fp32", "int8"),
+                                      threads=args.threads, calibration=calibration,
+                                      on_stage=lambda s, v=variant: console.print(f"depth {v}: {s}"))
+        items |= {(len(built), i): item for i, item in timed.items()}
+        built.append((variant, model, results))
+    for (v, i), latency in time_latencies(items, threads=args.threads, runs=args.runs,
+                                          rounds=args.rounds).items():
+        built[v][2][i]["latency"] = latency.to_dict()
+    for variant, model, results in built:
+        rows.append({"case": "depth_mobilenet_v2_small", "variant": variant,
+                     "params": count_params(model), "macs": count_macs(model, example),
+                     "calibration": calibrated_on, "threads": args.threads,
+                     "runtimes": _slim(results), "speedups": speedups(results),
+                     "timing": "interleaved across variants"})
+    atomic_write_json(args.out, rows)
+
+
 def _train_and_prune() -> list[Path]:
     """The demo's training recipe, then leannet prune to 50% MACs, widths rounded to 8."""
     from leannet.jobs.demo import DemoConfig, train_stage
@@ -207,7 +259,8 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", required=True,
-                        choices=["digits", "mobilenet_v2_224", "mobilenet_v2_small", "resnet18_224"])
+                        choices=["digits", "mobilenet_v2_224", "mobilenet_v2_small", "resnet18_224",
+                                 "alignment", "depth"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=10, help="Interleaved timing rounds.")
@@ -224,7 +277,12 @@ def main() -> None:
         return
     rows: list[dict[str, Any]] = (json.loads(args.out.read_text())
                                   if args.append and args.out.is_file() else [])
-    if args.case == "digits":
+    if args.case == "alignment":
+        alignment_case(args, rows)
+        return
+    if args.case == "depth":
+        depth_case(args, rows)
+    elif args.case == "digits":
         digits_case(args, rows)
     elif args.case == "mobilenet_v2_224":
         latency_case(args.case, lambda: create_model("mobilenet_v2", num_classes=1000), 224,

@@ -78,14 +78,20 @@ def schedule_fractions(target_fraction: float, steps: int, schedule: str) -> lis
 
 
 class CostMeter:
-    """Measures one model's cost and its parameters, MACs and latency for the step log."""
+    """Measures one model's cost and its parameters, MACs and latency for the step log.
 
-    def __init__(self, example_inputs: torch.Tensor, latency_runs: int = 20) -> None:
+    "channels" is what a Target means by it: the channels of the groups that can lose any,
+    counted on the traced graph (`count_channels(model)`), not the sum of every conv's outputs.
+    """
+
+    def __init__(self, example_inputs: torch.Tensor, count_channels: Callable[[nn.Module], int],
+                 latency_runs: int = 20) -> None:
         self.example_inputs = example_inputs
+        self.count_channels = count_channels
         self.latency_runs = latency_runs
 
     def snapshot(self, model: nn.Module) -> dict[str, Any]:
-        """Params, MACs, median latency and total prunable channels of `model`."""
+        """Params, MACs, median latency and prunable channels of `model`."""
         single = self.example_inputs[:1]
         latency = torch_latency(model, single, runs=self.latency_runs, warmup=3, warn=False)
         return {
@@ -93,7 +99,7 @@ class CostMeter:
             "macs": count_macs(model, single),
             "latency_ms": round(latency.median_ms, 4),
             "latency_detail": latency.to_dict(),  # median with its spread and conditions
-            "channels": sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)),
+            "channels": self.count_channels(model),
         }
 
 
@@ -275,7 +281,7 @@ class IterativeRun:
         # the planner: the caller's (e.g. tied soft-sharing columns), per-layer ratios, or scores
         self.planner: Planner = planner or (by_layer_ratios(settings.layer_keep)
                                             if settings.layer_keep else by_score)
-        self.meter = CostMeter(example_inputs)
+        self.meter = CostMeter(example_inputs, self._channels)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if self.checkpoint_dir is not None and not hasattr(model, "leannet_config"):
             raise LeannetError("checkpointing needs a model built by leannet.create_model")
@@ -426,6 +432,11 @@ class IterativeRun:
             return {}
         graph = self._initial_graph or self._weight_pruner().graph
         return {group.name: int(group.size) for group in graph.groups}
+
+    def _channels(self, model: nn.Module) -> int:
+        """Prunable channels of `model`, by the graph the planner sees."""
+        options = {k: v for k, v in self.settings.pruner_options.items() if k != "task_weights"}
+        return Pruner(model, self.example_inputs, criterion="l1", **options).graph.prunable_channels()
 
     def _weight_pruner(self) -> Pruner:
         """A Pruner by weight magnitude on a copy of the model (no data needed), for the checks

@@ -1,6 +1,9 @@
 """Multi-head models: heads of four kinds (and a user's own) on one backbone at different depths,
 digits-detect's per-task labels (boxes, digit masks, count, digits present) moving together under
-augmentation, and the per-task metrics (mIoU, pixel accuracy, label mAP) against known values."""
+augmentation, coco128's masks from masks.yaml lining up with its boxes, and the per-task metrics
+(mIoU, pixel accuracy, label mAP) against known values."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +21,7 @@ from leannet.multitask.metrics import (confusion_matrix, multilabel_scores,
                                        segmentation_scores)
 from leannet.multitask.tasks import MultiTask
 from leannet.train.fit import evaluate
+from tests.helpers import shared_data
 
 HEADS = {"detect": {"kind": "detect", "classes": 10}, "segment": {"kind": "segment", "classes": 11},
          "count": {"kind": "classify", "classes": 5, "tap": 0},
@@ -157,3 +161,29 @@ def test_label_map_matches_scikit_learn():
     expected = np.mean([average_precision_score(truth[:, k], scores[:, k]) for k in range(3)])
     assert result["label_map"] == pytest.approx(expected)
     assert result["label_accuracy"] == pytest.approx(float(((scores > 0) == (truth > 0)).float().mean()))
+
+
+def test_coco128_masks_from_masks_yaml_line_up_with_the_boxes():
+    root = shared_data() / "coco128"
+    if not (root / "masks.yaml").is_file():
+        pytest.skip("../shared/data/coco128 with masks.yaml is not here")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # coco128 lists two label files without images
+        source = multihead_view(get_source(f"yolo:{root}", image_size=96), "detect,segment")
+    spec = source.extra["tasks"]["segment"]
+    person = spec["class_names"].index("person")
+    inside = total = 0
+    for index in range(len(source.test)):
+        _, target = source.test[index]
+        mask = target["segment"]
+        if (mask == IGNORE).all():
+            continue  # an image without a mask file
+        assert int(mask.max()) < spec["classes"]
+        covered = torch.zeros_like(mask, dtype=torch.bool)
+        for box, label in zip(target["detect"]["boxes"].long().tolist(),
+                              target["detect"]["labels"].tolist()):
+            if label == 0:  # YOLO class 0 is person
+                covered[box[1]:box[3] + 1, box[0]:box[2] + 1] = True
+        inside += int((covered & (mask == person)).sum())
+        total += int((mask == person).sum())
+    assert total > 1000 and inside / total > 0.9  # person pixels lie in person boxes

@@ -44,6 +44,10 @@ def _rank(rank: int, port: int, root: str) -> None:
                                    batch_size=32, out=base / "train", device="cpu"),
                           progress=False)
         pruned = run_prune_job(_prune_job(base / "train" / "model", base / "ddp"))
+        again = _prune_job(base / "train" / "model", base / "ddp")
+        again.resume = True  # a finished run resumes at once; rank 1 reads a copy of rank 0's
+        resumed = run_prune_job(again)
+        assert resumed["channels_after"] == pruned["channels_after"]
         # what each rank saw, to compare ranks with each other
         (base / f"rank{rank}.json").write_text(json.dumps({
             "train_accuracy": train["accuracy"], "processes": train["processes"],

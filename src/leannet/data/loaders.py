@@ -1,11 +1,12 @@
 """Train, validation and calibration DataLoaders for a DataSource, deterministic given a seed,
 sharded over ranks under torchrun.
 
-In one process the training order is `torch.randperm(n)` from a generator seeded with `seed`
-(what a shuffled DataLoader draws). Under torchrun each rank reads its own shard of the same
-order (`leannet.distributed`), with `batch_size` per rank as torch's DDP recipe has it.
-Loading that keeps a GPU busy: worker processes (`workers`) that persist between epochs, pinned
-memory when CUDA is present, and datasets that fetch whole batches at once (`__getitems__`).
+In one process the training loader shuffles with a generator seeded with `seed`; under torchrun
+each rank reads its own shard of one seeded permutation (`leannet.distributed`), with
+`batch_size` per rank as torch's DDP recipe has it. Calibration reads the first batches of one
+seeded permutation, the same samples in one process or many. Loading that keeps a GPU busy:
+worker processes (`workers`) that persist between epochs and prefetch, and pinned memory when
+CUDA is present.
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Several labels per image for multi-head models: boxes, a semantic mask, image-level labels.
 
-A detection set that can also give each image's semantic mask (`mask(index)`, e.g.
-`digits-detect`) is viewed with a task spec: which tasks, and where each label comes from.
+A detection set is viewed with a task spec: which tasks, and where each label comes from.
+Masks come from the set's own `mask(index)` (digits-detect) or, for a YOLO folder, from the
+`masks.yaml` beside its data.yaml (per split an images and a masks folder, and the classes;
+../shared/data/coco128 has one).
 Label sources: `boxes` (YOLO boxes, for a detect head), `mask` (per-pixel classes, 0 =
 background), `count` (how many boxes, an image-level class) and `present` (which box classes
 occur, a multi-label target). Samples are (float image, {task: target}); batch them with
@@ -10,8 +12,10 @@ occur, a multi-label target). Samples are (float image, {task: target}); batch t
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -19,6 +23,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from leannet.data.box_augment import to_input
+from leannet.data.yolo_format import to_pixel_boxes
 from leannet.data.registry import DataSource
 from leannet.errors import LeannetError
 
@@ -68,23 +73,102 @@ def joint_augment(scale: tuple[float, float] = (0.85, 1.15), translate: float = 
     return apply
 
 
+def find_masks_yaml(images: Sequence[Path]) -> Path | None:
+    """The masks.yaml of a YOLO dataset: beside its data.yaml, up to three folders above the
+    images (the layout of ../shared/data/coco128)."""
+    if not images:
+        return None
+    for folder in list(Path(images[0]).parents)[:4]:
+        if (folder / "masks.yaml").is_file():
+            return folder / "masks.yaml"
+    return None
+
+
+class FolderMasks:
+    """Semantic masks of a YOLO folder as masks.yaml describes them: per split an `images` and a
+    `masks` folder (one PNG of class ids per image stem) and the `classes` {id: name}, mapped
+    here to 0..K-1 in the file's order (ids are sparse, COCO panoptic ones). Images without a
+    mask file get IGNORE everywhere, so the loss and the metrics skip them."""
+
+    def __init__(self, path: Path) -> None:
+        import yaml
+
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise LeannetError(f"cannot read {path}: {err}") from None
+        classes = config.get("classes") if isinstance(config, dict) else None
+        if not isinstance(classes, dict) or not classes:
+            raise LeannetError(f"{path}: expected 'classes' mapping mask ids to names")
+        self.root = path.parent
+        self.ids = [int(k) for k in classes]
+        self.names = [str(v) for v in classes.values()]
+        self.lookup = torch.full((256,), IGNORE, dtype=torch.long)
+        self.lookup[torch.tensor(self.ids)] = torch.arange(len(self.ids))
+        self.splits = [(self.root / str(v["images"]), self.root / str(v["masks"]))
+                       for v in config.values() if isinstance(v, dict) and "masks" in v]
+
+    def mask_file(self, image: Path) -> Path | None:
+        for images, masks in self.splits:
+            if Path(image).parent.resolve() == images.resolve():
+                found = masks / (Path(image).stem + ".png")
+                return found if found.is_file() else None
+        return None
+
+    def mask(self, image: Path, size: int) -> Tensor:
+        """The (size, size) int64 class-index mask of `image` (nearest-resized), or IGNORE."""
+        from PIL import Image
+
+        path = self.mask_file(image)
+        if path is None:
+            return torch.full((size, size), IGNORE, dtype=torch.long)
+        with Image.open(path) as picture:
+            ids = torch.from_numpy(np.asarray(picture.convert("L"), dtype=np.int64))
+        resized = v2.functional.resize(ids[None].to(torch.uint8), [size, size],
+                                       interpolation=v2.InterpolationMode.NEAREST)[0]
+        return self.lookup[resized.long()]
+
+
+def _render(base: Any, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+    """The un-augmented uint8 image and boxes of item `index` of a detection set."""
+    if callable(getattr(base, "render", None)):
+        return base.render(index)
+    image = base._image(index)  # a YOLO folder: decoded once at the input size, then cached
+    boxes, labels = to_pixel_boxes(base.rows[index], base.image_size)
+    return image, {"boxes": boxes, "labels": labels}
+
+
+def _masks_of(base: Any) -> Callable[[int], Tensor] | None:
+    """How to read item `index`'s mask: the set's own `mask()`, or a YOLO folder's masks.yaml."""
+    if callable(getattr(base, "mask", None)):
+        return base.mask
+    found = find_masks_yaml(getattr(base, "images", []))
+    if found is None:
+        return None
+    masks = FolderMasks(found)
+    return lambda index: masks.mask(base.images[index], base.image_size)
+
+
 class MultiTargetView(Dataset):
     """A detection set whose items are (image, {task: target}) for the spec's tasks."""
 
     def __init__(self, base: Any, tasks: dict[str, dict[str, Any]], augment: bool) -> None:
-        for needed in ("render", "mask"):
-            if not callable(getattr(base, needed, None)):
-                raise LeannetError(f"{type(base).__name__} cannot give per-task labels "
-                                   f"(it has no {needed}())")
+        if not callable(getattr(base, "render", None)) and not hasattr(base, "rows"):
+            raise LeannetError(f"{type(base).__name__} cannot give per-task labels")
         self.base, self.tasks = base, tasks
+        self.masks = _masks_of(base)
+        if self.masks is None and any(t["labels"] == "mask" for t in tasks.values()):
+            raise LeannetError(f"{type(base).__name__} has no masks for a segment task")
         self.augment = joint_augment() if augment else None
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
-        image, target = self.base.render(index)
-        target = {**target, "mask": self.base.mask(index)}
+        image, target = _render(self.base, index)
+        size = image.shape[-2:]
+        mask = self.masks(index) if self.masks is not None else torch.zeros(size, dtype=torch.long)
+        target = {**target, "mask": mask}
         if self.augment:  # None or False (loaders.plain switches it off)
             image, target = self.augment(image, target)
         return to_input(image), {name: self._label(spec, target) for name, spec in self.tasks.items()}
@@ -133,6 +217,10 @@ def available_tasks(source: DataSource) -> dict[str, dict[str, Any]]:
     if callable(getattr(source.val, "mask", None)):
         tasks["segment"] = {"kind": "segment", "labels": "mask", "classes": source.num_classes + 1,
                             "class_names": ["background", *names]}
+    elif (found := find_masks_yaml(getattr(source.train, "images", []))) is not None:
+        masks = FolderMasks(found)
+        tasks["segment"] = {"kind": "segment", "labels": "mask", "classes": len(masks.ids),
+                            "class_names": masks.names}
     if source.extra.get("count_classes"):
         tasks["classify"] = {"kind": "classify", "labels": "count",
                              "classes": int(source.extra["count_classes"])}

@@ -35,7 +35,8 @@ register_kind(TaskKind("multitask", build, task_for,
 def build_multihead(source: DataSource, model: str, options: BuildOptions
                     ) -> tuple[nn.Module, Any]:
     """A multi-head model (one backbone, a head per task of the source) and its MultiTask."""
-    return build_heads(source, model, options.backbone_kwargs(), options.weighting)
+    return build_heads(source, model, options.backbone_kwargs(), options.weighting,
+                       sharing=options.sharing)
 
 
 register_kind(TaskKind("multihead", build_multihead, heads_task_for,

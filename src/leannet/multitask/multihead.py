@@ -46,11 +46,14 @@ def head_specs(source: DataSource) -> dict[str, dict[str, Any]]:
 
 def build(source: DataSource, model: str = "mobilenet_v2",
           backbone_kwargs: dict[str, Any] | None = None, weighting: str | None = None,
-          task_weights: dict[str, float] | None = None) -> tuple[nn.Module, MultiTask]:
-    """A `multi_head` model on backbone `model` with a head per task of `source`, and its task."""
+          task_weights: dict[str, float] | None = None, sharing: str | None = None
+          ) -> tuple[nn.Module, MultiTask]:
+    """A `multi_head` model on backbone `model` with a head per task of `source`, and its task;
+    `sharing` is hard (default), mtan or cross_stitch."""
     net = create_model("multi_head", heads=head_specs(source), backbone=model,
                        backbone_kwargs=dict(backbone_kwargs or {}),
-                       in_channels=source.in_channels, image_size=source.image_size)
+                       in_channels=source.in_channels, image_size=source.image_size,
+                       sharing=sharing or "hard")
     return net, task_for(net, source, weighting or "fixed", task_weights)
 
 

@@ -106,14 +106,16 @@ def _apply(choices: list[GroupChoice], kept: dict[str, int], cost: CostModel) ->
 
 
 def _total_channels(choices: list[GroupChoice]) -> int:
-    return sum(c.group.size for c in choices if len(c.allowed) > 1)
+    """Channels of the groups that can lose any (`ChannelGraph.prunable_channels`): floors and
+    rounding do not change what is counted, so the fraction means the same at every step."""
+    return sum(c.group.size for c in choices if c.group.prunable)
 
 
 def _meets(choices, kept, kind, fraction, cost) -> tuple[bool, float]:
     """Whether `kept` reaches the target, and the kept fraction it gives."""
     if kind == "channels":
         total = _total_channels(choices)
-        now = sum(kept.get(c.group.name, c.group.size) for c in choices if len(c.allowed) > 1)
+        now = sum(kept.get(c.group.name, c.group.size) for c in choices if c.group.prunable)
         value = now / total if total else 1.0
     else:
         _apply(choices, kept, cost)

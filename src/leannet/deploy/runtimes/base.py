@@ -54,6 +54,13 @@ class Runtime(ABC):
     precisions: tuple[str, ...] = ("fp32",)
     on_device: bool = True  # false for the host-only reference (torch eager)
     quantizes_itself: bool = False  # int8 from calibration batches, not from a PT2E model
+    # channel counts this runtime's kernels run best at, per precision: `leannet prune`'s
+    # default --round-to (measured by benchmarks/deploy.py --case alignment)
+    channel_multiples: dict[str, int] = {"fp32": 1, "int8": 1}
+
+    def channel_multiple(self, precision: str) -> int:
+        """The multiple kept channel counts should be rounded to for `precision`."""
+        return int(self.channel_multiples.get(precision, 1))
 
     def available(self) -> str | None:
         """None when usable here, else why not (one line, with the install hint)."""

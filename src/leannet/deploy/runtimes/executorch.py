@@ -58,6 +58,7 @@ class ExecuTorch(Runtime):
     name = "executorch"
     suffix = ".pte"
     precisions = ("fp32", "int8")
+    channel_multiples = {"fp32": 8, "int8": 8}  # measured: benchmarks/deploy.py --case alignment
 
     def available(self) -> str | None:
         return _MISSING

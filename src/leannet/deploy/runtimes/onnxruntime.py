@@ -46,6 +46,7 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     suffix = ".onnx"
     precisions = ("fp32", "int8")
+    channel_multiples = {"fp32": 16, "int8": 16}  # measured: benchmarks/deploy.py --case alignment
     quantizes_itself = True
 
     def export(self, model: nn.Module, path: Path, example: torch.Tensor, precision: str,

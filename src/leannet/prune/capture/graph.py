@@ -300,6 +300,11 @@ class ChannelGraph:
         self.groups = self._build_groups()
         self.by_name = {g.name: g for g in self.groups}
 
+    def prunable_channels(self) -> int:
+        """What "channels" means in a Target and in the iterative loop's step log: the channels
+        of the groups that can lose any (a group with every channel protected does not count)."""
+        return sum(group.size for group in self.groups if group.prunable)
+
     def inexact_mask(self) -> np.ndarray:
         """Bool over atoms, true at the class roots whose removal is not exact (channels of a
         LayerNorm pruned under the non-exact policy)."""
