@@ -98,10 +98,32 @@ def test_report_without_sensitivity_or_steps(tmp_path):
     result["baseline"]["metrics"] = {"top1": 0.97}  # the metric is named after the run's one metric
     (run / "result.json").write_text(json.dumps(result))
     text = write_report(run).read_text()
-    assert "| top1 | 0.9700 | 0.9620 | 0.992 |" in text
+    assert "| top1 (validation: the guard chose on it) | 0.9700 | 0.9620 | 0.992 |" in text
+    assert "Splits: not recorded" in text and "optimistic" in text  # an old run says so
     assert "No pruning steps were run." in text and "Target reached: **no**" in text
     assert not (run / SENSITIVITY_PLOT).exists() and "Sensitivity" not in text
     _assert_png(run / METRIC_PLOT)
+
+
+def test_report_states_seed_splits_and_spread(tmp_path):
+    run = _run_dir(tmp_path, sensitivity=False)
+    result = json.loads((run / "result.json").read_text())
+    result["metric_name"] = "accuracy"
+    result["baseline"]["test_metrics"] = {"accuracy": 0.95, "loss": 0.2}
+    result["final"]["test_metrics"] = {"accuracy": 0.9}
+    result["seed"] = 3
+    result["splits"] = {"selection": "val", "report": "test", "guard": "val",
+                        "calibration": "val", "sizes": {"train": 900, "val": 100, "test": 400},
+                        "sources": {"test": "the official test files"}}
+    (run / "result.json").write_text(json.dumps(result))
+    text = write_report(run).read_text()
+    # binomial standard errors: sqrt(.95 * .05 / 400) = 0.0109, sqrt(.9 * .1 / 400) = 0.0150
+    assert "| accuracy (test, held out) | 0.9500 ± 0.0109 | 0.9000 ± 0.0150 | 0.947 |" in text
+    assert "Seed: 3. One run is one seed: there is no spread over seeds" in text
+    assert "- val: 100 samples; used for the guard and the best fine-tuning epoch and " \
+           "calibration" in text
+    assert "- test: 400 samples; used for the test rows only; it chose nothing (the official " \
+           "test files)" in text
 
 
 @pytest.mark.parametrize("mutate, message", [

@@ -1,12 +1,17 @@
 """A prune run's report: `report.md` with the step table and PNG plots (metric against MACs with
 rollbacks marked, channels per layer before and after, sensitivity curves when present).
 
+Every number says where it comes from: the split (validation chose, test reports), the seed, and
+its spread (the test metric's binomial standard error; one seed has no spread over seeds, which
+the report says rather than implying one).
+
 Reads the run folder's `result.json` and/or `sensitivity.json`; both are checked before anything
 is written, so bad input leaves the folder as it was, and every file is written atomically.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -278,6 +283,9 @@ def _summary_lines(result: dict, metric_name: str) -> list[str]:
         cells = ([_latency(base), _latency(final)] if key == "latency_ms"
                  else [_fmt(b, kind), _fmt(f, kind)])
         rows.append([label, *cells, ratio])
+        if key == "metric":
+            rows[-1][0] = f"{label} (validation: the guard chose on it)"
+            rows += _test_rows(result, metric_name)
     reached = result.get("target_reached")
     goal = result.get("target_fraction")
     cost = COST_NAMES.get(result.get("cost", "macs"), str(result.get("cost")))
@@ -286,6 +294,57 @@ def _summary_lines(result: dict, metric_name: str) -> list[str]:
     return [*_table(["", "baseline", "final", "final / baseline"], rows), "",
             f"{target}Target reached: "
             f"**{'yes' if reached else 'no' if reached is not None else '-'}**"]
+
+
+def _test_rows(result: dict, metric_name: str) -> list[list[str]]:
+    """The metric on the test split (chose nothing), with its binomial standard error."""
+    base = (result["baseline"].get("test_metrics") or {})
+    final = ((result.get("final") or {}).get("test_metrics") or {})
+    name = next((k for k in (metric_name, *metric_name.split("/")) if k in base), None)
+    if name is None or name not in final:
+        return []
+    size = ((result.get("splits") or {}).get("sizes") or {}).get("test")
+    cells = [_with_error(base[name], size), _with_error(final[name], size)]
+    ratio = f"{final[name] / base[name]:.3f}" if base[name] else "-"
+    return [[f"{name} (test, held out)", *cells, ratio]]
+
+
+def _with_error(value: float, size: int | None) -> str:
+    """`0.9514 ± 0.0036` for a fraction over `size` samples (binomial standard error)."""
+    if not size or not 0 <= value <= 1:
+        return _fmt(value)
+    return f"{_fmt(value)} ± {math.sqrt(value * (1 - value) / size):.4f}"
+
+
+def _provenance_lines(result: dict) -> list[str]:
+    """Seeds, splits and spread: what a reader needs before comparing two numbers."""
+    splits = result.get("splits")
+    lines = ["## Where the numbers come from", ""]
+    seed = result.get("seed")
+    lines.append(f"- Seed: {seed if seed is not None else 'not recorded'}. One run is one seed: "
+                 "there is no spread over seeds here, so a difference from another run smaller "
+                 "than the standard errors below (or than the seed-to-seed spread of a benchmark "
+                 "with several seeds) is not evidence of a real difference.")
+    if not splits:
+        lines.append("- Splits: not recorded (a run made before train/validation/test splits): "
+                     "its metric may come from the split that also selected the model, so it is "
+                     "optimistic.")
+        return lines
+    sizes = splits.get("sizes") or {}
+    uses = {"train": "fine-tuning", "val": "the guard and the best fine-tuning epoch"
+            + (" and calibration" if splits.get("calibration") == "val" else ""),
+            "test": "the test rows only; it chose nothing"}
+    if splits.get("calibration") == "train":
+        uses["train"] += " and calibration"
+    for name, use in uses.items():
+        where = (splits.get("sources") or {}).get(name, "")
+        count = f"{sizes[name]:,} samples" if name in sizes else "absent"
+        lines.append(f"- {name}: {count}; used for {use}" + (f" ({where})" if where else ""))
+    if splits.get("note"):
+        lines.append(f"- {splits['note']}")
+    lines.append("- ± is the binomial standard error of the test fraction, sqrt(p(1-p)/n); "
+                 "latencies give the median and IQR of repeated runs.")
+    return lines
 
 
 def write_report(run_dir: str | os.PathLike) -> Path:
@@ -300,7 +359,8 @@ def write_report(run_dir: str | os.PathLike) -> Path:
                       if result.get(key) is not None)
     lines = [f"# Pruning report: {run_dir.name}", "", *([about, ""] if about else []),
              "## Summary", "",
-             *_summary_lines(result, metric_name), "", "## Steps", "", *_step_lines(result)]
+             *_summary_lines(result, metric_name), "", *_provenance_lines(result), "",
+             "## Steps", "", *_step_lines(result)]
     plot_metric_vs_macs(result, run_dir / METRIC_PLOT, metric_name)
     lines += ["", f"![{metric_name} against MACs]({METRIC_PLOT})", ""]
     before, after = result.get("channels_before") or {}, result.get("channels_after") or {}

@@ -33,7 +33,9 @@ def test_train_prune_evaluate_export_on_a_device(device, tmp_path):
     assert pruned["final"]["macs"] < 0.7 * pruned["baseline"]["macs"]
     assert pruned["final"]["latency_detail"]["runtime"] == "torch"  # CPU unless asked
     scored = evaluate_folder(tmp_path / "pruned" / "model")
-    assert scored["accuracy"] == pytest.approx(pruned["final"]["metrics"]["accuracy"], abs=1e-9)
+    # eval reports the test split, as result.json's test_metrics (the guard watched validation)
+    assert scored["accuracy"] == pytest.approx(pruned["final"]["test_metrics"]["accuracy"],
+                                               abs=1e-9)
     model = load(tmp_path / "pruned" / "model").to(device)
     shape = json.loads((tmp_path / "pruned" / "model" / "config.json").read_text())["input_shape"]
     info = export_onnx(model, tmp_path / "pruned.onnx", (1, *shape))

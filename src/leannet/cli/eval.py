@@ -1,5 +1,6 @@
-"""`leannet eval MODEL_DIR`: evaluate a model folder on a data source (by default the one it was
-trained on) and print the metrics; with --out, also write OUT/result.json."""
+"""`leannet eval MODEL_DIR`: evaluate a model folder on one split (test by default, or val) of a
+data source (by default the one it was trained on) and print the metrics; with --out, also write
+OUT/result.json."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,12 +26,15 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", "-o",
                                            help="Folder for result.json [default: none written]."),
         force: bool = typer.Option(False, "--force", help="Overwrite an existing result.json."),
+        split: str = typer.Option("test", "--split", help="test (held out, reports) or val "
+                                  "(carved from training, selects)."),
     ) -> None:
-        """Evaluate MODEL_DIR on its validation/test split."""
+        """Evaluate MODEL_DIR on the test split (or --split val)."""
         from leannet.train.evaluation import evaluate_folder
 
-        result = evaluate_folder(model_dir, data, data_root, batch_size, out, force)
-        table = Table(title=f"{model_dir} on {result['data']} ({result['samples']:,} samples)")
+        result = evaluate_folder(model_dir, data, data_root, batch_size, out, force, split)
+        table = Table(title=f"{model_dir} on {result['data']}, {result['split']} split "
+                            f"({result['samples']:,} samples)")
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key, value in result["metrics"].items():

@@ -41,15 +41,27 @@ def print_summary(result: dict) -> None:
                         f"of MACs; target reached: {result['target_reached']}")
     detail = result["baseline"].get("latency_detail")
     where = f" ({latency_from_dict(detail).conditions()})" if detail else ""
-    for column in ("", "metric", "params", "MACs", "size (KB)", f"latency{where}"):
+    for column in ("", "metric (val)", "params", "MACs", "size (KB)", f"latency{where}"):
         table.add_column(column, justify="right")
+    test = all(result[label].get("test_metrics") for label in ("baseline", "final"))
+    if test:
+        table.add_column("test", justify="right")
     for label in ("baseline", "final"):
         row = result[label]
+        extra = [f"{_main(row['test_metrics'], row['metrics']):.4f}"] if test else []
         table.add_row(label, f"{row['metric']:.4f}", f"{row['params']:,}", f"{row['macs']:,}",
                       f"{row['size_bytes'] / 1024:.1f}",
                       latency_from_dict(row["latency_detail"]).short()
-                      if row.get("latency_detail") else f"{row['latency_ms']:.3f} ms")
+                      if row.get("latency_detail") else f"{row['latency_ms']:.3f} ms", *extra)
     console.print(table)
+    if test:
+        console.print("metric: validation (the guard chose on it); test: the held-out split")
+
+
+def _main(test: dict, guarded: dict) -> float:
+    """The test value of the guarded metric (the first one for multi-task models)."""
+    name = next(iter(guarded))
+    return test.get(name, test.get(f"{name}/accuracy", float("nan")))
 
 
 def prune(
@@ -96,8 +108,17 @@ def prune(
     channels_last: bool = typer.Option(False, help="fine-tune in channels-last memory format"),
     compile: bool = typer.Option(False, help="fine-tune a torch.compile'd model"),
     workers: int = typer.Option(0, help="DataLoader worker processes"),
+    calib_split: str = typer.Option("val", help="what data-driven criteria (taylor, apoz, "
+                                                "mean_activation) read: val or train"),
+    calib_batches: Optional[int] = typer.Option(
+        None, help="batches of --calib-split to calibrate on [default: all of it]"),
+    val_fraction: float = typer.Option(0.1, help="fraction of the training set carved as "
+                                                 "validation (guard, best epoch, calibration)"),
 ) -> None:
-    """Prune iteratively (prune, fine-tune, evaluate, repeat) with a guard on the metric."""
+    """Prune iteratively (prune, fine-tune, evaluate, repeat) with a guard on the metric.
+
+    The guard and the best fine-tuning epoch use the validation split; result.json also scores
+    the baseline and the pruned model on the test split, which chose nothing."""
     from leannet.jobs.prune import PruneJob, parse_task_values, run_prune_job
 
     weights = parse_task_values(task_weights, "--task-weights")
@@ -113,7 +134,9 @@ def prune(
                    optimizer=optimizer, batch_size=batch_size, round_to=round_to,
                    min_fraction=min_fraction, task_weights=weights, resume=resume, force=force,
                    seed=seed, sensitivity_dir=sensitivity, device=device, amp=amp,
-                   channels_last=channels_last, compile=compile, workers=workers)
+                   channels_last=channels_last, compile=compile, workers=workers,
+                   calib_split=calib_split, calibration_batches=calib_batches,
+                   val_fraction=val_fraction)
     if distill:
         from leannet.train.distill import DistillConfig
 

@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
         width_mult: Optional[float] = typer.Option(None, "--width-mult", help="Width multiplier."),
         image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize images to N px."),
         seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same history)."),
+        val_fraction: float = typer.Option(
+            0.1, "--val-fraction", help="Fraction of the training set carved as validation "
+            "(picks the best epoch; the test split only reports)."),
         out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Output folder."),
         force: bool = typer.Option(False, "--force", help="Overwrite an existing output folder."),
         task: Optional[str] = typer.Option(None, "--task", help="classify or detect "
@@ -80,7 +83,8 @@ def register(app: typer.Typer) -> None:
                        image_size=image_size, seed=seed, out=out, force=force, task=task,
                        head=head, sharing=sharing, penalty=penalty, strength=strength,
                        weighting=weighting, workers=workers, device=device,
-                       amp=amp, channels_last=channels_last, compile=compile, tasks=tasks)
+                       amp=amp, channels_last=channels_last, compile=compile, tasks=tasks,
+                       val_fraction=val_fraction)
         job.weights, job.freeze_epochs = weights, freeze_epochs
         job.backbone_lr_scale = backbone_lr_scale
         result = run_train(job)
@@ -96,7 +100,10 @@ def result_table(result: dict) -> Table:
     table.add_column("value", justify="right")
     for key, value in result["metrics"].items():
         if key not in ("epoch", "lr", "seconds"):
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            table.add_row(f"{key} (val)" if key != "loss" else "train loss", shown)
+    for key, value in (result.get("test_metrics") or {}).items():
+        table.add_row(f"{key} (test)", f"{value:.4f}")
     table.add_row("best epoch", str(result["best_epoch"]))
     table.add_row("parameters", f"{result['params']:,}")
     table.add_row("MACs", f"{result['macs'] / 1e6:,.2f}M")

@@ -7,6 +7,7 @@ the pruned model folder, `result.json` and the report.
 from __future__ import annotations
 
 import json
+import math
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from leannet.data import get_source
 from leannet.data.loaders import calibration_loader, make_loaders
 from leannet.data.multihead import multihead_view
 from leannet.train.distill import DistillConfig, distilling, frozen_teacher
+from leannet.train.evaluation import split_facts, test_metrics
 from leannet.train.fit import AMP_DTYPES, evaluate, fit
 from leannet.prune import Target
 from leannet.prune.sensitivity import ratios_from_sensitivity, sensitivity_analysis
@@ -54,8 +56,10 @@ class PruneJob:
     lr: float = 0.01
     optimizer: str = "sgd"
     batch_size: int = 64
-    calibration_batches: int = 8
     round_to: int = 1
+    calibration_batches: int | None = None  # None: all of the calibration split
+    calib_split: str = "val"  # data-driven criteria read validation (the guide's), or train
+    val_fraction: float = 0.1  # of the training set, carved as validation (guard, selection)
     min_fraction: float = 0.0
     task_weights: dict[str, float] | None = None
     resume: bool = False
@@ -84,7 +88,7 @@ class Workbench:
 
 
 def open_workbench(model_dir: Path, data: str | None, data_root: Path | None, batch_size: int,
-                   seed: int = 0) -> Workbench:
+                   seed: int = 0, val_fraction: float = 0.1) -> Workbench:
     """Load the model folder and the data source, and check that they fit each other."""
 
     model = checkpoint.load(model_dir)
@@ -95,7 +99,7 @@ def open_workbench(model_dir: Path, data: str | None, data_root: Path | None, ba
                                "pass --data")
         data, data_root = recorded["name"], data_root or recorded.get("root")
     channels, height, _ = model_config(model)["input_shape"]
-    source = get_source(data, data_root, image_size=height)
+    source = get_source(data, data_root, image_size=height, val_fraction=val_fraction)
     heads = getattr(model, "head_specs", None)
     if heads:  # a multi-head model reads one label per head from the source
         source = multihead_view(source, list(heads))
@@ -161,13 +165,21 @@ def make_callables(bench: Workbench, job: PruneJob) -> tuple[Callable, Callable,
         # order comes from the attempt's reseeded RNG, so a resumed run calibrates identically
         # (un-augmented, sharded under torchrun: the sums over ranks are one process's sums)
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        loader = calibration_loader(bench.source, job.batch_size, seed, job.calibration_batches,
-                                    job.workers)
+        batches = calibration_count(bench.source, job)
+        loader = calibration_loader(bench.source, job.batch_size, seed, batches, job.workers,
+                                    split=job.calib_split)
         loss_fn = getattr(bench.task, "task_losses", bench.task.loss)
-        pruner.calibrate(loader, loss_fn=loss_fn, max_batches=job.calibration_batches)
+        pruner.calibrate(loader, loss_fn=loss_fn, max_batches=batches)
 
     needs_data = job.criterion in DATA_DRIVEN or job.task_weights
     return finetune, score, (calibrate if needs_data else None)
+
+
+def calibration_count(source: Any, job: PruneJob) -> int:
+    """Batches of calibration: `--calib-batches`, else every batch of the calibration split."""
+    if job.calibration_batches is not None:
+        return job.calibration_batches
+    return max(1, math.ceil(len(source.split(job.calib_split)) / job.batch_size))
 
 
 def _check_task_names(task: Any, job: PruneJob) -> None:
@@ -195,8 +207,13 @@ def check_prune_job(job: PruneJob) -> None:
     checks.number("--finetune-epochs", job.finetune_epochs, low=0, integer=True)
     checks.number("--lr", job.lr, low=0, low_open=True, high=10)
     checks.number("--batch-size", job.batch_size, low=1, integer=True)
-    checks.number("--calibration-batches", job.calibration_batches, low=1, integer=True)
     checks.number("--round-to", job.round_to, low=1, high=1024, integer=True)
+    if job.calibration_batches is not None:
+        checks.number("--calib-batches", job.calibration_batches, low=1, integer=True)
+    if job.calib_split not in ("val", "train"):
+        raise LeannetError(f"--calib-split must be val or train, got {job.calib_split!r}")
+    checks.number("--val-fraction", job.val_fraction, low=0, high=1, low_open=True,
+                  high_open=True)
     checks.number("--min-fraction", job.min_fraction, low=0, high=1, high_open=True)
     checks.number("--seed", job.seed, low=0, integer=True)
     checks.number("--workers", job.workers, low=0, high=64, integer=True)
@@ -234,7 +251,8 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
     options = {"task_weights": job.task_weights} if job.task_weights else {}
     settings = RunSettings(criterion=job.criterion, schedule=job.schedule, steps=job.steps,
                            max_drop=job.max_drop, seed=job.seed, pruner_options=options)
-    bench = open_workbench(job.model_dir, job.data, job.data_root, job.batch_size, job.seed)
+    bench = open_workbench(job.model_dir, job.data, job.data_root, job.batch_size, job.seed,
+                           job.val_fraction)
     _check_task_names(bench.task, job)
     bench.model.to(distributed.local_device(job.device))  # inputs and copies follow it
     finetune, score, calibrate = make_callables(bench, job)
@@ -246,7 +264,7 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
             bench.model, finetune, score, target, bench.example_inputs, settings=settings,
             calibrate=calibrate, checkpoint_dir=work, resume=job.resume, on_attempt=on_attempt,
             planner=planner_for(bench.model))
-        result = finish_run(job, work, bench.model, outcome, bench.data)
+        result = finish_run(job, work, bench.model, outcome, bench.data, bench)
     return result
 
 
@@ -256,6 +274,7 @@ def _run_label(job: PruneJob, data: str) -> str:
               "data_root": str(job.data_root.resolve()) if job.data_root else None,
               "finetune_epochs": job.finetune_epochs, "optimizer": job.optimizer, "lr": job.lr,
               "batch_size": job.batch_size, "calibration_batches": job.calibration_batches,
+              "calib_split": job.calib_split, "val_fraction": job.val_fraction,
               "sensitivity": str(job.sensitivity_dir) if job.sensitivity_dir else None}
     if job.distill is not None:
         fields["distill"] = asdict(job.distill)
@@ -322,20 +341,33 @@ def run_sensitivity(model_dir: Path, data: str | None, out: Path, data_root: Pat
 
 
 def finish_run(job: PruneJob, work: Path, original: nn.Module, outcome: IterativeResult,
-               data: str) -> dict[str, Any]:
+               data: str, bench: Workbench | None = None) -> dict[str, Any]:
     """Save the pruned model, write result.json and the report into `work` (the run folder, or
-    its staging folder until the run completes); return the result, with the final paths."""
+    its staging folder until the run completes); return the result, with the final paths.
+
+    The guard and the best fine-tuning epoch used validation; with `bench`, the baseline and the
+    pruned model are also scored once on the test split, which chose nothing.
+    """
 
     assert outcome.model is not None  # iterative_prune always returns its final model
     checkpoint.save(outcome.model, work / "model", metrics=outcome.final["metrics"])
     model_dir = job.out / "model"
     result = outcome.to_dict()
+    if bench is not None:
+        device = distributed.local_device(job.device)
+        for key, model in (("baseline", original), ("final", outcome.model)):
+            result[key]["test_metrics"] = test_metrics(model, bench.source, bench.task,
+                                                       device=device)
+        result["splits"] = split_facts(bench.source) | {
+            "guard": "val", "calibration": job.calib_split if job.criterion in DATA_DRIVEN
+            or job.task_weights else None,
+            "calibration_batches": calibration_count(bench.source, job)}
     result["baseline"]["size_bytes"] = file_size(job.model_dir)
     result["final"]["size_bytes"] = file_size(work / "model")
     result |= {"model": str(model_dir), "source_model": str(job.model_dir),
                "data": data,
                "metric_name": "/".join(outcome.baseline["metrics"]),
-               "criterion": job.criterion, "max_drop": job.max_drop,
+               "criterion": job.criterion, "max_drop": job.max_drop, "seed": job.seed,
                "distill": asdict(job.distill) if job.distill is not None else None,
                "channels_before": _conv_channels(original),
                "channels_after": _conv_channels(outcome.model)}

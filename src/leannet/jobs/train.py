@@ -24,6 +24,8 @@ from leannet.files import atomic_write_json
 from leannet.measure import measure
 from leannet.models import model_input_shape
 from leannet.train.build import build_for_source, remember_data
+from leannet.train.evaluation import split_facts, test_metrics
+from leannet.checkpoint import METRICS_FILE
 from leannet.train.fit import AMP_DTYPES, fit
 from leannet.train.transfer import frozen_backbone, scale_backbone_lr
 
@@ -45,6 +47,7 @@ class TrainJob:
     width_mult: float | None = None
     image_size: int | None = None
     seed: int = 0
+    val_fraction: float = 0.1  # of the training set, carved as validation (selects the best epoch)
     out: Path = Path("runs/train")
     force: bool = False
     task: str | None = None
@@ -103,6 +106,7 @@ def check_job(job: TrainJob) -> None:
         checks.number("--image-size", job.image_size, low=8, high=2048, integer=True)
     checks.number("--workers", job.workers, low=0, high=64, integer=True)
     checks.number("--seed", job.seed, low=0, high=2**63 - 1, integer=True)
+    checks.number("--val-fraction", job.val_fraction, low=0, high=1, low_open=True, high_open=True)
     checks.device(job.device)
     if job.amp is not None and job.amp not in AMP_DTYPES:
         raise LeannetError(f"--amp {job.amp!r}: expected bf16 or fp16")
@@ -136,7 +140,8 @@ def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
     distributed.init_from_env(job.device)  # under torchrun: join the group (else nothing)
     distributed.barrier()  # every rank checked the output folder before rank 0 writes it
     image_size = job.image_size or _model_image_size(job)
-    options = {"image_size": image_size} if image_size else {}
+    options: dict[str, Any] = {"image_size": image_size} if image_size else {}
+    options["val_fraction"] = job.val_fraction
     source = get_source(job.data, job.data_root, **options)
     if job.tasks:  # several labels per image, one per task (boxes, masks, labels)
         source = multihead_view(source, job.tasks)
@@ -166,10 +171,18 @@ def run_train(job: TrainJob, progress: bool = True) -> dict[str, Any]:
                       compile=job.compile)
         seconds = time.perf_counter() - start
         best = max(history, key=lambda r: r.get(task.main_metric, float("-inf")))
+        # the best epoch was chosen on validation; the number to report is the test split's
+        held_out = test_metrics(model, source, task, device=job.device)
+        reported = held_out if held_out is not None else best
+        if distributed.is_main():
+            atomic_write_json(out / "model" / METRICS_FILE,
+                              {**best, "split": "val", "test": held_out})
         numbers = measure(model.cpu().eval(), model_input_shape(model, 1),
                           path=out / "model" if distributed.is_main() else None)
         result = {"command": "train", "model": job.model, "data": job.data,
-                  "main_metric": task.main_metric, task.main_metric: best.get(task.main_metric),
+                  "main_metric": task.main_metric, task.main_metric: reported.get(task.main_metric),
+                  "main_metric_split": "test" if held_out is not None else "val",
+                  "test_metrics": held_out, "splits": split_facts(source),
                   "metrics": best, "best_epoch": best["epoch"], "epochs": job.epochs, **numbers,
                   "seconds": round(seconds, 2), "processes": distributed.world_size(),
                   "model_dir": str(Path(job.out) / "model"), "transfer": transfer,
