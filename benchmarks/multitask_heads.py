@@ -62,12 +62,13 @@ def _scores(model: Any, task: Any, source: Any, args: argparse.Namespace) -> dic
 
 
 def run_one(config: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    kind, what = config.split(":")
+    kind, what = config.split(":")  # single:TASK or SHARING:WEIGHTING (hard, mtan, cross_stitch)
     tasks = [what] if kind == "single" else list(TASKS)
     source = _source(args, tasks)
     torch.manual_seed(seed)
     model, task = build(source, "mobilenet_v2", {"width_mult": args.width},
-                        weighting="fixed" if kind == "single" else what)
+                        weighting="fixed" if kind == "single" else what,
+                        sharing="hard" if kind == "single" else kind)
     train, val = make_loaders(source, args.batch, seed=seed)
     start = time.perf_counter()
     fit(model, train, val, task, args.epochs, optimizer="adamw", lr=3e-3, weight_decay=0.05,
@@ -179,7 +180,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--configs", default=",".join(
-        [f"single:{t}" for t in TASKS] + [f"hard:{w}" for w in WEIGHTINGS]))
+        [f"single:{t}" for t in TASKS] + [f"hard:{w}" for w in WEIGHTINGS]
+        + ["mtan:fixed", "cross_stitch:fixed"]))
     parser.add_argument("--prune-after", default=f"hard:{WEIGHTINGS[-1]}",
                         help="prune the best hard-shared model (by validation) seen once this "
                              "configuration is done")
@@ -191,8 +193,8 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     pruned: dict[str, Any] | None = None
-    for config in args.configs.split(","):
-        for seed in seeds:
+    for seed in seeds:  # every configuration once before the next seed: partial runs inform
+        for config in args.configs.split(","):
             row = run_one(config, seed, args)
             print(json.dumps({k: v for k, v in row.items()
                               if k not in ("model", "task", "source")}), flush=True)
@@ -200,15 +202,16 @@ def main() -> None:
                                                sum(best["val"].values())):  # chosen on val
                 best = row
             rows.append(row)
-        clean = [{k: v for k, v in r.items() if k not in ("model", "task", "source")}
-                 for r in rows]
-        result: dict[str, Any] = {"schedule": schedule, "rows": clean, "table": summarise(clean),
-                                  **({"pruned": pruned} if pruned else {})}
-        if config == args.prune_after and best is not None:  # results early on a slow machine
-            pruned = result["pruned"] = prune_best(best, args)
-            print(json.dumps(pruned), flush=True)
-        atomic_write_json(args.out, result)
-        atomic_write_text(args.out.with_suffix(".md"), markdown(result))
+            clean = [{k: v for k, v in r.items() if k not in ("model", "task", "source")}
+                     for r in rows]
+            result: dict[str, Any] = {"schedule": schedule, "rows": clean,
+                                      "table": summarise(clean),
+                                      **({"pruned": pruned} if pruned else {})}
+            if config == args.prune_after and best is not None and pruned is None:
+                pruned = result["pruned"] = prune_best(best, args)  # early: a slow machine
+                print(json.dumps(pruned), flush=True)
+            atomic_write_json(args.out, result)
+            atomic_write_text(args.out.with_suffix(".md"), markdown(result))
     print(markdown(result))
 
 
