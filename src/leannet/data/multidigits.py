@@ -126,8 +126,8 @@ def multi_mnist(root: Path | None = None, arg: str | None = None, seed: int = 0,
         if split == "test":
             splits["test"] = make_pairs(images, labels, seed + 1, test_size)
             continue
-        kept, carved = stratified_indices(torch.from_numpy(labels), val_fraction, split_seed)
-        kept, carved = kept.numpy(), carved.numpy()
+        kept_t, carved_t = stratified_indices(torch.from_numpy(labels), val_fraction, split_seed)
+        kept, carved = kept_t.numpy(), carved_t.numpy()
         splits["train"] = make_pairs(images[kept], labels[kept], seed, train_size)
         splits["val"] = make_pairs(images[carved], labels[carved], seed + 2, val_size)
     notes = {"train": "pairs of MNIST's training images less validation",
