@@ -129,3 +129,18 @@ def test_timm_default_weights_come_from_the_hub_cache_or_fail_in_one_line(tmp_pa
     assert "cannot download timm weights efficientnet_b0" in message and "\n" not in message
     assert f"put model.safetensors at {tmp_path / 'hf' / 'hub'}/models--timm--efficientnet_b0" \
         in message
+
+
+def test_a_classifier_model_folder_fills_a_detector_backbone(tmp_path):
+    """Transfer to detection: the YOLO model's `backbone.features.*` take a classifier's
+    `features.*`; the neck and prediction convolutions are the fresh head."""
+    classifier = randomise(leannet.create_model("mobilenet_v2", num_classes=10, width_mult=0.25,
+                                                small_input=True, image_size=32))
+    leannet.save(classifier, tmp_path / "cls")
+    detector = leannet.create_model("yolo", backbone="mobilenet_v2", num_classes=3,
+                                    backbone_kwargs={"width_mult": 0.25}, image_size=64)
+    report = load_weights(detector, str(tmp_path / "cls"))  # a model folder is a weights source
+    mine, theirs = detector.state_dict(), classifier.state_dict()
+    backbone = [k for k in mine if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(mine[k], theirs[k[len("backbone."):]]) for k in backbone)
+    assert {k.split(".")[0] for k in report["fresh"]} == {"neck", "predict"}

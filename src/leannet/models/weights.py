@@ -1,6 +1,8 @@
 """Pretrained weights into a model: `--weights PATH | DEFAULT | ENUM | zoo:ENUM`, never unpickled.
 
-A file is safetensors or a checkpoint read with `torch.load(weights_only=True)`; a name goes to the
+A file is safetensors (or a leannet model folder's) or a checkpoint read with
+`torch.load(weights_only=True)`; a classifier's weights fill a detector's or multi-task model's
+backbone under its prefix (`backbone.`); a name goes to the
 model's zoo (or, as `torchvision:IMAGENET1K_V2`, to the zoo architecture of the same name as a
 leannet model: leannet's MobileNetV2 takes torchvision's weights tensor for tensor). Tensors whose
 shape differs (the classifier for the user's classes) keep their fresh initialisation: that is
@@ -60,6 +62,8 @@ def resolve_weights(spec: str, model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict `spec` names for `model`: a file, DEFAULT / an enum of the model's own zoo,
     or `zoo:ENUM` for a leannet model with a same-named zoo architecture."""
     path = Path(spec).expanduser()
+    if path.is_dir() and (path / "weights.safetensors").is_file():  # a leannet model folder
+        path = path / "weights.safetensors"
     if path.exists() or "/" in spec or path.suffix in (".safetensors", ".pth", ".pt", ".bin"):
         return read_weights_file(path)
     name = model_config(model).get("name", "")
@@ -79,10 +83,26 @@ def resolve_weights(spec: str, model: nn.Module) -> dict[str, torch.Tensor]:
     return _unwrap(zoo.weights(arch, spec), spec)
 
 
+def _with_prefix(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
+                 ) -> dict[str, torch.Tensor]:
+    """`state` under the prefix that makes the most of its names the model's own: a classifier's
+    `features.*` become a YOLO model's `backbone.features.*` (a pretrained backbone)."""
+    first = next(iter(state))
+    prefixes = {k[:-len(first)] for k in own if k.endswith("." + first)}
+    best, count = "", sum(k in own for k in state)
+    for prefix in prefixes:
+        hits = sum(prefix + k in own for k in state)
+        if hits > count:
+            best, count = prefix, hits
+    return {best + k: v for k, v in state.items()} if best else state
+
+
 def _align(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
            ) -> dict[str, torch.Tensor]:
-    """Rename `state` to the model's names: by name when they match, else by position when both
-    list the same shapes in the same order (leannet's MobileNetV2 against torchvision's)."""
+    """Rename `state` to the model's names: by name (under a common prefix, for a backbone) when
+    they match, else by position when both list the same shapes in the same order (leannet's
+    MobileNetV2 against torchvision's)."""
+    state = _with_prefix(state, own)
     by_name = sum(k in own and own[k].shape == v.shape for k, v in state.items())
     if by_name == len(own) or len(state) != len(own):
         return state
