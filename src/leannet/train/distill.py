@@ -80,12 +80,11 @@ def _adapter(student: torch.Tensor, teacher: torch.Tensor) -> nn.Module:
         raise LeannetError(f"--distill-features: student and teacher features differ in shape "
                            f"({tuple(student.shape)} vs {tuple(teacher.shape)})")
     cin, cout = student.shape[1], teacher.shape[1]
-    layer: nn.Module = nn.Conv2d(cin, cout, 1, bias=False) if student.ndim == 4 \
+    layer: nn.Conv2d | nn.Linear = nn.Conv2d(cin, cout, 1, bias=False) if student.ndim == 4 \
         else nn.Linear(cin, cout, bias=False)
     if cin == cout:
         with torch.no_grad():
-            weight = layer.weight.view(cout, cin)  # type: ignore[union-attr]
-            weight.copy_(torch.eye(cout))
+            layer.weight.view(cout, cin).copy_(torch.eye(cout))
     return layer
 
 
