@@ -33,6 +33,10 @@ def register(app: typer.Typer) -> None:
                 table.add_row(name, "x".join(map(str, shape[1:])), f"{params:,}",
                               f"{macs / 1e6:,.1f}M", entry.description)
         console.print(table)
+        from leannet.models import list_zoos
+
+        for prefix, zoo in list_zoos().items():  # zoo models by name, e.g. torchvision:resnet18
+            console.print(f"also: {prefix}:NAME  {zoo.description}")
 
 
 def _measure(name: str) -> tuple[tuple[int, ...], int, int]:
