@@ -259,7 +259,7 @@ def output_folder(path: str | os.PathLike, force: bool = False,
     the other ranks start from a copy of the run folder rank 0 resumes. At the end every rank
     waits until rank 0 has put its folder in place."""
     if not active() or is_main():
-        with files.output_folder(path, force, resume_marker) as work:
+        with files.output_folder(Path(path), force, resume_marker) as work:
             yield work
         barrier()
         return

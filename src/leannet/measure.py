@@ -28,7 +28,7 @@ InputSpec = Sequence[int] | torch.Tensor
 
 def model_device(model: nn.Module) -> torch.device:
     """Where the model's parameters (or, lacking any, buffers) are; the CPU for neither."""
-    first = next(model.parameters(), None)
+    first: torch.Tensor | None = next(model.parameters(), None)
     if first is None:
         first = next(model.buffers(), None)
     return first.device if first is not None else torch.device("cpu")

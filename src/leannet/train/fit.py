@@ -197,9 +197,9 @@ def _train_epoch(model, loader, task, optimizer, scheduler, device, epoch, bar,
     model.train()
     if isinstance(task, nn.Module):
         task.train()
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
+    set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
+    if callable(set_epoch):  # a new shard order each epoch, the same on every rank
+        set_epoch(epoch)
     total, count = 0.0, 0
     auxiliary = getattr(distributed.unwrap(model), "auxiliary_loss", None)
     for step, (inputs, targets) in enumerate(loader):
