@@ -34,6 +34,11 @@ def test_runtime_multiples_and_auto_round_to():
     value, why = auto_round_to(narrow, small, Target(macs=0.1), "onnxruntime", "int8")
     assert value < 16 and "largest power of two" in why
     Pruner(narrow, small).plan(Target(macs=0.1, round_to=value))
+    # reachable with 16 only far past the target (0.32 of the MACs for 0.5): finer rounding
+    coarse = create_model("simple_cnn", channels=[16, 32], hidden=32, image_size=16)
+    value, _ = auto_round_to(coarse, small, Target(macs=0.5), "onnxruntime", "int8")
+    plan = Pruner(coarse, small).plan(Target(macs=0.5, round_to=value))
+    assert value < 16 and plan.meta["macs_fraction"] >= 0.45
     with pytest.raises(LeannetError, match="unknown runtime"):
         auto_round_to(wide, x, Target(macs=0.5), "tflite", "int8")
 

@@ -92,7 +92,13 @@ def prune(
     distill_feature_weight: float = typer.Option(1.0, help="weight of the feature term"),
     optimizer: str = typer.Option("sgd", help="fine-tuning optimizer: sgd or adamw"),
     batch_size: int = typer.Option(64),
-    round_to: int = typer.Option(1, help="round kept channel counts to a multiple of this"),
+    round_to: Optional[int] = typer.Option(
+        None, help="round kept channel counts to a multiple of this [default: what --runtime's "
+                   "kernels run best at, e.g. 16 for onnxruntime, where the target allows]"),
+    runtime: str = typer.Option("onnxruntime", help="where the pruned model will run "
+                                                    "(onnxruntime, executorch, torch): sets the "
+                                                    "default --round-to"),
+    precision: str = typer.Option("int8", help="the precision it will run at: fp32 or int8"),
     min_fraction: float = typer.Option(0.0, help="never keep less than this fraction per layer"),
     task_weights: Optional[str] = typer.Option(None, help="importance weight per task, "
                                                           "'left=1,right=2'"),
@@ -132,6 +138,7 @@ def prune(
                    max_drop=drop, steps=steps,
                    schedule=schedule, finetune_epochs=finetune_epochs, lr=lr,
                    optimizer=optimizer, batch_size=batch_size, round_to=round_to,
+                   runtime=runtime, precision=precision,
                    min_fraction=min_fraction, task_weights=weights, resume=resume, force=force,
                    seed=seed, sensitivity_dir=sensitivity, device=device, amp=amp,
                    channels_last=channels_last, compile=compile, workers=workers,

@@ -22,6 +22,8 @@ from leannet.measure import count_macs, time_latencies
 from leannet.prune import Pruner, Target
 
 DEFAULT_WIDTHS = (64, 63, 60, 56, 48, 47, 40, 32)
+OVERSHOOT = 0.1  # coarser rounding may not remove more than 10% of the target beyond it
+STEP = 8  # nor be coarser than an eighth of the median layer width
 
 
 def block(width: int, expand: int = 4) -> nn.Module:
@@ -66,21 +68,36 @@ def measure_alignment(runtime: str, precision: str, widths: Sequence[int] = DEFA
 def auto_round_to(model: nn.Module, example_inputs: Any, target: Target, runtime: str,
                   precision: str) -> tuple[int, str]:
     """`leannet prune`'s default --round-to: the runtime's channel multiple for `precision`,
-    halved until the target is reachable with it (a model whose layers are narrower than the
-    multiple could otherwise not be pruned at all). Returns (multiple, why)."""
+    halved until it is at most an eighth of the median layer width and the target is reachable
+    with it, the plan landing within 10% of it (a model whose layers are narrow for the multiple
+    could otherwise not be pruned at all, only far past the target, or in steps too coarse to
+    fine-tune back). Returns (multiple, why)."""
     wanted = get_runtime(runtime).channel_multiple(precision)
     kind, fraction = target.kind()
     if kind == "latency":  # planned by MACs, measured afterwards
         target = dataclasses.replace(target, latency=None, macs=fraction)
+    kind, fraction = target.kind()
+    pruner = Pruner(copy.deepcopy(model), example_inputs, criterion="l1")
+    try:
+        widths = sorted(g.size for g in pruner.groups if not g.protected.all())
+    except LeannetError as err:  # the run itself will say why it cannot prune this model
+        return 1, f"no rounding: {err}".splitlines()[0]
+    typical = widths[len(widths) // 2] if widths else 1
     multiple = wanted
+    while multiple > 1 and multiple > typical / STEP:  # a rounding step of at most 1/8 layer
+        multiple //= 2
     while multiple > 1:
         try:
-            Pruner(copy.deepcopy(model), example_inputs, criterion="l1").plan(
-                dataclasses.replace(target, round_to=multiple))
-            break
-        except LeannetError:  # unreachable with this rounding (or not plannable): try finer
-            multiple //= 2
+            plan = pruner.plan(dataclasses.replace(target, round_to=multiple))
+            landed = plan.meta.get(f"{kind}_fraction", fraction)
+            if landed >= (1 - OVERSHOOT) * fraction:
+                break
+        except LeannetError:  # unreachable with this rounding (or not plannable)
+            pass
+        multiple //= 2
     why = f"{runtime} {precision} kernels run best at multiples of {wanted}"
     if multiple != wanted:
-        why += f"; {multiple} is the largest power of two that reaches the target here"
+        why += (f"; {max(multiple, 1)} is the largest power of two at most 1/{STEP} of the "
+                f"median layer ({typical} channels) that reaches the target within "
+                f"{OVERSHOOT:.0%} here")
     return max(multiple, 1), why

@@ -28,6 +28,8 @@ from leannet.iterative import DATA_DRIVEN, STATE_FILE, IterativeResult, RunSetti
 from leannet.data import get_source
 from leannet.data.loaders import calibration_loader, make_loaders
 from leannet.data.multihead import multihead_view
+from leannet.deploy.alignment import auto_round_to
+from leannet.deploy.runtimes import PRECISIONS, get_runtime
 from leannet.train.distill import DistillConfig, distilling, frozen_teacher
 from leannet.train.evaluation import split_facts, test_metrics
 from leannet.train.fit import AMP_DTYPES, evaluate, fit
@@ -56,10 +58,13 @@ class PruneJob:
     lr: float = 0.01
     optimizer: str = "sgd"
     batch_size: int = 64
-    round_to: int = 1
     calibration_batches: int | None = None  # None: all of the calibration split
     calib_split: str = "val"  # data-driven criteria read validation (the guide's), or train
     val_fraction: float = 0.1  # of the training set, carved as validation (guard, selection)
+    round_to: int | None = None  # None: the deployment runtime's channel multiple (auto)
+    runtime: str = "onnxruntime"  # where the pruned model will run: sets the auto round_to
+    precision: str = "int8"
+    rounding: dict[str, Any] = field(default_factory=dict)  # the round_to used, and why
     min_fraction: float = 0.0
     task_weights: dict[str, float] | None = None
     resume: bool = False
@@ -207,13 +212,18 @@ def check_prune_job(job: PruneJob) -> None:
     checks.number("--finetune-epochs", job.finetune_epochs, low=0, integer=True)
     checks.number("--lr", job.lr, low=0, low_open=True, high=10)
     checks.number("--batch-size", job.batch_size, low=1, integer=True)
-    checks.number("--round-to", job.round_to, low=1, high=1024, integer=True)
     if job.calibration_batches is not None:
         checks.number("--calib-batches", job.calibration_batches, low=1, integer=True)
     if job.calib_split not in ("val", "train"):
         raise LeannetError(f"--calib-split must be val or train, got {job.calib_split!r}")
     checks.number("--val-fraction", job.val_fraction, low=0, high=1, low_open=True,
                   high_open=True)
+    if job.round_to is not None:
+        checks.number("--round-to", job.round_to, low=1, high=1024, integer=True)
+    get_runtime(job.runtime)  # a known runtime name, or one line naming them
+    if job.precision not in PRECISIONS:
+        raise LeannetError(f"--precision {job.precision!r}: expected one of "
+                           f"{', '.join(PRECISIONS)}")
     checks.number("--min-fraction", job.min_fraction, low=0, high=1, high_open=True)
     checks.number("--seed", job.seed, low=0, integer=True)
     checks.number("--workers", job.workers, low=0, high=64, integer=True)
@@ -246,7 +256,7 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
     if distributed.active() and "latency" in job.target:
         raise LeannetError("--target-latency under torchrun: each process would time its own "
                            "copy and plan differently; prune by --target-macs, or in one process")
-    target = Target(round_to=job.round_to, min_fraction=job.min_fraction, **job.target)
+    target = Target(round_to=job.round_to or 1, min_fraction=job.min_fraction, **job.target)
     target.reduction()  # the one place a target is checked, before any work
     options = {"task_weights": job.task_weights} if job.task_weights else {}
     settings = RunSettings(criterion=job.criterion, schedule=job.schedule, steps=job.steps,
@@ -255,6 +265,12 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
                            job.val_fraction)
     _check_task_names(bench.task, job)
     bench.model.to(distributed.local_device(job.device))  # inputs and copies follow it
+    if job.round_to is None:  # kernels like aligned widths: round to the runtime's multiple
+        target.round_to, why = auto_round_to(bench.model, bench.example_inputs, target,
+                                             job.runtime, job.precision)
+        job.rounding = {"value": target.round_to, "from": why}
+    else:
+        job.rounding = {"value": job.round_to, "from": "--round-to"}
     finetune, score, calibrate = make_callables(bench, job)
     marker = STATE_FILE if job.resume else None
     with distributed.output_folder(job.out, job.force, resume_marker=marker) as work:
@@ -368,6 +384,7 @@ def finish_run(job: PruneJob, work: Path, original: nn.Module, outcome: Iterativ
                "data": data,
                "metric_name": "/".join(outcome.baseline["metrics"]),
                "criterion": job.criterion, "max_drop": job.max_drop, "seed": job.seed,
+               "round_to": job.rounding,
                "distill": asdict(job.distill) if job.distill is not None else None,
                "channels_before": _conv_channels(original),
                "channels_after": _conv_channels(outcome.model)}
