@@ -183,7 +183,7 @@ def depth_case(args, rows: list) -> None:
         variants[f"width: same MACs as {blocks} blocks, round 8"] = pruned.eval()
     built, items = [], {}
     for variant, model in variants.items():
-        results, timed = build_matrix(model, example, RUNTIMES, ("fp32", "int8"),
+        results, timed = build_matrix(model, example, args.runtimes.split(","), ("fp32", "int8"),
                                       threads=args.threads, calibration=calibration,
                                       on_stage=lambda s, v=variant: console.print(f"depth {v}: {s}"))
         items |= {(len(built), i): item for i, item in timed.items()}
@@ -262,6 +262,8 @@ def main() -> None:
                         choices=["digits", "mobilenet_v2_224", "mobilenet_v2_small", "resnet18_224",
                                  "alignment", "depth"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES),
+                        help="depth case: runtimes to deploy to (comma-separated).")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=10, help="Interleaved timing rounds.")
     parser.add_argument("--out", type=Path, required=True)
