@@ -139,7 +139,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                  "params": sum(e["params"] for e in singles), "macs": sum(e["macs"] for e in singles),
                  "latency_ms": sum(e["latency_ms"] for e in singles),
                  "latency_iqr_ms": sum(e["latency_iqr_ms"] for e in singles)}
-        table.insert(len(singles), total)
+        table.insert(max(table.index(e) for e in singles) + 1, total)  # after the last one
     return table
 
 
@@ -186,7 +186,15 @@ def main() -> None:
                         help="prune the best hard-shared model (by validation) seen once this "
                              "configuration is done")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks/multitask_heads.json")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite the table and markdown from the JSON at --out")
     args = parser.parse_args()
+    if args.render:
+        result = json.loads(args.out.read_text())
+        result["table"] = summarise(result["rows"])
+        atomic_write_json(args.out, result)
+        atomic_write_text(args.out.with_suffix(".md"), markdown(result))
+        return
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     schedule = {k: v for k, v in vars(args).items() if k not in ("out",)}
