@@ -37,7 +37,10 @@ def test_train_writes_result_history_and_best_model(trained):
     assert result["accuracy"] > 0.7 and result["epochs"] == 2
     assert result["params"] > 1000 and result["macs"] > 10000 and result["latency_ms"] > 0
     history = [json.loads(line) for line in (trained / "history.jsonl").read_text().splitlines()]
-    assert len(history) == 2 and result["accuracy"] == max(r["accuracy"] for r in history)
+    # the best epoch is chosen on validation; the top-level number is the test split's
+    assert len(history) == 2 and result["metrics"]["accuracy"] == max(r["accuracy"] for r in history)
+    assert result["main_metric_split"] == "test" and result["test_metrics"]["accuracy"] == \
+        result["accuracy"]
     config = json.loads((trained / "model" / "config.json").read_text())
     assert config["data"] == {"name": "digits", "root": None}
     assert config["input_shape"] == [1, 8, 8]
