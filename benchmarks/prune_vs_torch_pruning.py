@@ -272,8 +272,12 @@ def _write(out: Path, args, rows: list[dict], splits: dict) -> None:
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean and sample std over seeds of each (model, method, steps)."""
     groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["model"], r["method"], r["steps"]), []).append(r)
+    seen = set()
+    for r in rows:  # a (method, seed) run twice (two processes) counts once
+        key = (r["model"], r["method"], r["steps"], r["seed"])
+        if key not in seen:
+            seen.add(key)
+            groups.setdefault(key[:3], []).append(r)
     summary = []
     for (model, method, steps), runs in groups.items():
         entry: dict[str, Any] = {"model": model, "method": method, "steps": steps,
