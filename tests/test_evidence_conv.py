@@ -35,6 +35,15 @@ def test_full_convolutions_match_torch(name, shape):
     torch.testing.assert_close(output, reference, rtol=1e-4, atol=1e-4)
 
 
+def test_fft_with_pretransformed_weights():
+    x, weight = torch.randn(2, 3, 9, 7), torch.randn(4, 3, 3, 3)
+    fw = ci.fft_weights(weight, 9, 7)
+    for stride in (1, 2):
+        torch.testing.assert_close(ci.fft_conv(x, weight, stride, fw=fw),
+                                   torch.nn.functional.conv2d(x, weight, stride=stride, padding=1),
+                                   rtol=1e-4, atol=1e-4)
+
+
 def test_winograd_with_pretransformed_weights_and_a_wrong_kernel():
     x, weight = torch.randn(1, 3, 6, 6), torch.randn(4, 3, 3, 3)
     u = ci.winograd_weights(weight)

@@ -48,14 +48,15 @@ def full_conv_twin(model: nn.Module) -> nn.Module:
     return model
 
 
-def run_seeds(build, splits_for, seeds: list[int], epochs: int, lr: float) -> list[dict]:
+def run_seeds(build, splits_for, seeds: list[int], epochs: int, lr: float,
+              batch_size: int = 128) -> list[dict]:
     runs = []
     for seed in seeds:
         splits = splits_for(seed)
         torch.manual_seed(seed)
         model = build(splits)
         runs.append(train_select_test(model, splits, ClassificationTask(), epochs=epochs,
-                                      seed=seed, lr=lr))
+                                      seed=seed, lr=lr, batch_size=batch_size))
         print(f"seed {seed}: test {runs[-1]['test']['accuracy']:.4f} "
               f"({runs[-1]['seconds']} s)", flush=True)
     return runs
@@ -77,7 +78,7 @@ def bottleneck_part(args: argparse.Namespace) -> tuple[dict, str]:
 
         runs = run_seeds(build, lambda s: load_splits("fashion-mnist", args.train, args.val,
                                                       args.test, seed=s),
-                         args.seeds, args.epochs, 2e-3)
+                         args.seeds, args.epochs, 2e-3, args.batch_size)
         model = build(None)
         rows[str(width)] = {"params": count_params(model), "macs": count_macs(model, (1, 1, 28, 28)),
                             **summary(runs), "runs": runs}
@@ -91,7 +92,8 @@ def bottleneck_table(rows: dict, args: argparse.Namespace) -> tuple[dict, str]:
                            pm(r["val"]), pm(r["test"]), pm(r["gap"])])
     if "None" not in rows:
         return {"settings": {"train": args.train, "val": args.val, "test": args.test,
-                             "epochs": args.epochs, "seeds": args.seeds}, "rows": rows,
+                             "epochs": args.epochs, "seeds": args.seeds,
+                             "batch_size": args.batch_size}, "rows": rows,
                 "verdicts": []}, ""
     base = rows["None"]
     verdicts = []
@@ -103,7 +105,7 @@ def bottleneck_table(rows: dict, args: argparse.Namespace) -> tuple[dict, str]:
                            else "inside the spread"))
     table = ("Fashion-MNIST, simple_cnn(32, 64) + 1x1 bottleneck before the classifier; "
              f"{args.train} train / {args.val} val (carved) / {args.test} test, {args.epochs} "
-             f"epochs, seeds {args.seeds}; accuracy %, mean ± std.\n\n"
+             f"epochs, batch {args.batch_size}, seeds {args.seeds}; accuracy %, mean ± std.\n\n"
              + markdown(["bottleneck", "params", "MACs", "val acc", "test acc", "train-test gap"],
                         table_rows) + "\n\n" + "\n".join(f"- {v}" for v in verdicts))
     return {"settings": {"train": args.train, "val": args.val, "test": args.test,
@@ -116,15 +118,35 @@ def twins_part(args: argparse.Namespace) -> tuple[dict, str]:
     builders = {"depthwise separable (mobilenet_v1)": lambda s: create_model("mobilenet_v1", **kwargs),
                 "full 3x3 convolutions (twin)": lambda s: full_conv_twin(
                     create_model("mobilenet_v1", **kwargs))}
+    if args.only:
+        builders = {k: v for k, v in builders.items() if k.startswith(args.only)}
     rows = {}
+    if args.merge_twins:
+        for path in sorted(OUT.glob("twins_*.json")):
+            part = json.loads(path.read_text())
+            for name, r in part["rows"].items():
+                rows.setdefault(name, {"params": r["params"], "macs": r["macs"], "runs": []})
+                rows[name]["runs"] += r["runs"]
+        for name, r in rows.items():
+            r.update(summary(r["runs"]))
+            r["model"] = builders[name](None)
+        builders = {}
+        args.seeds = sorted({s for part in OUT.glob("twins_*.json")
+                             for s in json.loads(part.read_text())["settings"]["seeds"]})
     for name, build in builders.items():
         print(name, flush=True)
         runs = run_seeds(build, lambda s: load_splits("cifar10", args.twin_train, args.val,
                                                       args.test, seed=s),
-                         args.seeds, args.twin_epochs, 2e-3)
+                         args.seeds, args.twin_epochs, 2e-3, args.batch_size)
         model = build(None)
         rows[name] = {"params": count_params(model), "macs": count_macs(model, (1, 3, 32, 32)),
                       **summary(runs), "runs": runs, "model": model}
+    if args.only:  # a part: the runs only; --merge-twins times and tabulates
+        for r in rows.values():
+            r.pop("model")
+        return {"settings": {"width_mult": args.width, "train": args.twin_train, "val": args.val,
+                             "test": args.test, "epochs": args.twin_epochs, "seeds": args.seeds,
+                             "batch_size": args.batch_size}, "rows": rows}, ""
     example = torch.randn(1, 3, 32, 32)
     models = {name: r.pop("model").eval() for name, r in rows.items()}
     with torch.no_grad():
@@ -153,7 +175,8 @@ def twins_part(args: argparse.Namespace) -> tuple[dict, str]:
                   else "inside the spread"))
     table = (f"CIFAR-10, mobilenet_v1 width {args.width} (32 px input, stride-2 stem) vs its "
              f"full-convolution twin; {args.twin_train} train / {args.val} val (carved) / "
-             f"{args.test} test, {args.twin_epochs} epochs, seeds {args.seeds}; latency batch 1, "
+             f"{args.test} test, {args.twin_epochs} epochs, batch {args.batch_size}, seeds "
+             f"{args.seeds}; latency batch 1, "
              "1 thread, median (IQR).\n\n"
              + markdown(["network", "params", "MACs", "val acc", "test acc", "train-test gap",
                          "latency ms"], table_rows) + f"\n\n- {verdict}\n\n"
@@ -213,6 +236,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--twin-epochs", type=int, default=3)
     parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--only", choices=["depthwise", "full"], default=None,
+                        help="twins: train one network, write twins_<only>_<seeds>.json")
+    parser.add_argument("--merge-twins", action="store_true",
+                        help="twins: combine the twins_* parts, time both, write twins.json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--widths", nargs="+", default=[str(w) for w in WIDTHS],
                         help="bottleneck widths (None = no bottleneck); a subset writes "
@@ -228,6 +256,7 @@ def main() -> None:
             settings = part["settings"]
         args.train, args.val, args.test = settings["train"], settings["val"], settings["test"]
         args.epochs, args.seeds = settings["epochs"], settings["seeds"]
+        args.batch_size = settings.get("batch_size", 128)
         order = [str(w) for w in WIDTHS]
         rows = {k: rows[k] for k in sorted(rows, key=order.index)}
         result, table = bottleneck_table(rows, args)
@@ -236,6 +265,11 @@ def main() -> None:
     elif args.part == "bottleneck" and args.widths != WIDTHS:
         result, _ = bottleneck_part(args)
         name = "bottleneck_" + "-".join(str(w) for w in args.widths)
+        write(name, {"machine": machine(), **result}, name)
+        return
+    if args.part == "twins" and args.only:
+        result, _ = twins_part(args)
+        name = f"twins_{args.only}_{'-'.join(str(s) for s in args.seeds)}"
         write(name, {"machine": machine(), **result}, name)
         return
     for part in ({"both": ["bottleneck", "twins"], "none": []}.get(args.part, [args.part])):

@@ -98,10 +98,11 @@ def run_shape(name: str, c: int, o: int, size: int, stride: int, batch: int, thr
     w = torch.randn(o, c, 3, 3) / (3 * c ** 0.5)
     dw, pw = torch.randn(c, 1, 3, 3) / 3, torch.randn(o, c, 1, 1) / c ** 0.5
     u = ci.winograd_weights(w)
+    fw = ci.fft_weights(w, size, size)  # both transforms of the weights once per layer
     calls = {
         "direct": lambda: ci.direct(x, w, stride),
         "im2col+GEMM": lambda: ci.im2col_gemm(x, w, stride),
-        "FFT": lambda: ci.fft_conv(x, w, stride),
+        "FFT": lambda: ci.fft_conv(x, w, stride, fw=fw),
         "Winograd F(2x2,3x3)": (lambda: ci.winograd_f2x2_3x3(x, w, stride, u=u)) if stride == 1 else None,
         "depthwise separable": lambda: ci.depthwise_separable(x, dw, pw, stride),
     }

@@ -35,18 +35,27 @@ def im2col_gemm(x: Tensor, w: Tensor, stride: int = 1, padding: int = 1) -> Tens
     return out.reshape(n, o, _out_size(h, k, stride, padding), _out_size(wd, k, stride, padding))
 
 
-def fft_conv(x: Tensor, w: Tensor, stride: int = 1, padding: int = 1) -> Tensor:
+def fft_weights(w: Tensor, height: int, width: int, padding: int = 1) -> Tensor:
+    """The kernels' transform for inputs of height x width, as (F, C, O); done once per layer
+    and input size, not per call (as Winograd's `winograd_weights`)."""
+    o, c = w.shape[:2]
+    fw = torch.fft.rfft2(w.flip(-1, -2), s=(height + 2 * padding, width + 2 * padding))
+    return fw.reshape(o, c, -1).permute(2, 1, 0).contiguous()
+
+
+def fft_conv(x: Tensor, w: Tensor, stride: int = 1, padding: int = 1,
+             fw: Tensor | None = None) -> Tensor:
     """Circular convolution of the padded input with the flipped kernel, via rfft2, keeping the
-    positions where no wrap-around happened; channels are summed as a complex GEMM per frequency."""
+    positions where no wrap-around happened; channels are summed as a complex GEMM per frequency.
+    `fw` takes pre-transformed kernels (`fft_weights`)."""
     n, c, h, wd = x.shape
     o, _, k, _ = w.shape
     xp = F.pad(x, (padding, padding, padding, padding))
     hp, wp = xp.shape[-2:]
     fx = torch.fft.rfft2(xp)  # (N, C, Hp, Wp//2+1)
-    fw = torch.fft.rfft2(w.flip(-1, -2), s=(hp, wp))  # (O, C, Hp, Wp//2+1)
+    fw = fft_weights(w, h, wd, padding) if fw is None else fw  # (F, C, O)
     freq = fx.shape[-2] * fx.shape[-1]
-    fy = torch.bmm(fx.reshape(n, c, freq).permute(2, 0, 1),  # (F, N, C)
-                   fw.reshape(o, c, freq).permute(2, 1, 0))  # (F, C, O)
+    fy = torch.bmm(fx.reshape(n, c, freq).permute(2, 0, 1), fw)  # (F, N, C) @ (F, C, O)
     y = torch.fft.irfft2(fy.permute(1, 2, 0).reshape(n, o, hp, -1), s=(hp, wp))
     return y[:, :, k - 1::stride, k - 1::stride][:, :, :_out_size(h, k, stride, padding),
                                                  :_out_size(wd, k, stride, padding)]

@@ -74,14 +74,15 @@ def plot(results: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.4))
     for ax, (dataset, rows) in zip(axes if len(results) > 1 else [axes], results.items()):
-        xs = range(len(POOLS))
-        ax.bar([x - 0.2 for x in xs], [100 * rows[p]["test"]["mean"] for p in POOLS], 0.4,
-               yerr=[100 * rows[p]["test"]["std"] for p in POOLS], label="test accuracy")
-        ax.bar([x + 0.2 for x in xs], [100 * rows[p]["gap"]["mean"] for p in POOLS], 0.4,
-               yerr=[100 * rows[p]["gap"]["std"] for p in POOLS], label="train-test gap")
+        pools = [p for p in POOLS if "test" in rows.get(p, {})]
+        xs = range(len(pools))
+        ax.bar([x - 0.2 for x in xs], [100 * rows[p]["test"]["mean"] for p in pools], 0.4,
+               yerr=[100 * rows[p]["test"]["std"] for p in pools], label="test accuracy")
+        ax.bar([x + 0.2 for x in xs], [100 * rows[p]["gap"]["mean"] for p in pools], 0.4,
+               yerr=[100 * rows[p]["gap"]["std"] for p in pools], label="train-test gap")
         ax.set_xticks(list(xs))
         ax.set_xticklabels([f"{p}\n{rows[p]['params'] / 1e3:.0f}k p, {rows[p]['macs'] / 1e6:.1f}M MAC"
-                            for p in POOLS], fontsize=7)
+                            for p in pools], fontsize=7)
         ax.set_title(dataset)
         ax.set_ylabel("%")
     axes_list = axes if len(results) > 1 else [axes]
@@ -160,7 +161,8 @@ def merge(args: argparse.Namespace) -> None:
         for pool in POOLS:  # statistics from the runs of every part (parts may split seeds)
             runs = [r for r in raw if r["dataset"] == dataset and r["pool"] == pool]
             if not runs:
-                raise SystemExit(f"{dataset}: no part holds {pool}")
+                print(f"{dataset}: no part holds {pool}; its row is left out", flush=True)
+                continue
             seeds |= {r["seed"] for r in runs}
             results[dataset][pool].update(summarise(runs))
     settings["datasets"] = args.datasets
@@ -171,7 +173,7 @@ def merge(args: argparse.Namespace) -> None:
 def finish(results: dict, raw: list, settings: dict) -> None:
     rows = []
     for dataset, by_pool in results.items():
-        for pool in POOLS:
+        for pool in [p for p in POOLS if p in by_pool]:
             r = by_pool[pool]
             rows.append([dataset, pool, f"{r['params']:,}", f"{r['macs']:,}", pm(r["val"]),
                          pm(r["test"]), pm(r["train"]), pm(r["gap"])])

@@ -39,6 +39,7 @@ from leannet.multitask import MultiTask  # noqa: E402
 TASKS = {"left": 10, "right": 10, "sum": 19, "diff": 10}
 TRUNK = {"channels": [16, 32], "hidden": 64}
 HEAD_HIDDEN = 32
+BATCH = {"size": 128}  # --batch-size sets it
 GRID = [1e-3, 1e-2]  # --grid: choose the strength on validation (seed 0) from these
 
 
@@ -58,7 +59,8 @@ def train(model_name: str, kwargs: dict, splits: Splits, seed: int, epochs: int)
     torch.manual_seed(seed)
     model = create_model(model_name, **kwargs)
     task = MultiTask(list(model.task_names))
-    scores = train_select_test(model, splits, task, epochs=epochs, seed=seed)
+    scores = train_select_test(model, splits, task, epochs=epochs, seed=seed,
+                               batch_size=BATCH["size"])
     scores["params"] = count_params(model)
     scores["macs"] = count_macs(model, (1, 1, 28, 28))
     return scores
@@ -71,7 +73,7 @@ def gap(scores: dict, task: str) -> float:
 def hard_part(args: argparse.Namespace) -> tuple[dict, list]:
     rows, table = {}, []
     names = list(TASKS)
-    for n in range(1, 5):
+    for n in args.ns:
         tasks = {t: TASKS[t] for t in names[:n]}
         runs = []
         for seed in args.seeds:
@@ -172,22 +174,32 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ns", type=int, nargs="+", default=[1, 2, 3, 4],
+                        help="hard part: numbers of tasks; a subset writes sharing_hard_<ns>.json")
     parser.add_argument("--grid", action="store_true", help="choose λ on validation from GRID")
     parser.add_argument("--strength", type=float, default=1e-2,
                         help="λ of both penalties without --grid (benchmarks/multitask_sharing.py's)")
     parser.add_argument("--only", nargs="+", default=[],
                         help="soft part: rows whose name contains one of these (l2, trace, "
                              "independent, hard); writes sharing_soft_<only>.json")
+    parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
+    BATCH["size"] = args.batch_size
     if args.part in ("hard", "soft") and not args.merge:
         rows, table = (hard_part if args.part == "hard" else soft_part)(args)
         data = {str(k): v for k, v in rows.items()} if args.part == "hard" else rows
         suffix = f"_{'-'.join(args.only)}" if args.only and args.part == "soft" else ""
+        if args.part == "hard" and args.ns != [1, 2, 3, 4]:
+            suffix = "_" + "-".join(str(n) for n in args.ns)
         write(f"sharing_{args.part}{suffix}", {"machine": machine(), "settings": vars(args), "rows": data,
                                        "table": table}, _table(args.part, table))
         return
     if args.merge:
-        hard_json = json.loads((OUT / "sharing_hard.json").read_text())
+        hard_parts = [json.loads(p.read_text()) for p in sorted(OUT.glob("sharing_hard*.json"))]
+        hard_json = {"rows": {k: v for part in hard_parts for k, v in part["rows"].items()},
+                     "table": sorted((r for part in hard_parts for r in part["table"]),
+                                     key=lambda r: r[0]),
+                     "settings": hard_parts[0]["settings"]}
         soft = {"rows": {}, "chosen": {}}
         soft_table = []
         for path in sorted(OUT.glob("sharing_soft*.json")):
@@ -202,9 +214,10 @@ def main() -> None:
         hard, hard_table = hard_part(args)
         soft, soft_table = soft_part(args)
         settings = vars(args)
-    first, last = hard[1]["left_gap"], hard[4]["left_gap"]
+    ns = sorted(hard)
+    first, last = hard[ns[0]]["left_gap"], hard[ns[-1]]["left_gap"]
     verdicts = [
-        f"left-task gap with 1 task {pm(first)} vs 4 tasks {pm(last)}: "
+        f"left-task gap with {ns[0]} task(s) {pm(first)} vs {ns[-1]} tasks {pm(last)}: "
         + ("a difference beyond the spread" if separated(first, last) else "inside the spread"),
     ]
     independent = soft["rows"]["independent (two columns, no penalty)"]["test"]
@@ -215,7 +228,8 @@ def main() -> None:
                                else "inside the spread"))
     table = (f"MultiMNIST (`multi-mnist`), {settings['train']} train / {settings['val']} val pairs "
              f"(carved from the training pairs) / {settings['test']} test pairs, "
-             f"{settings['epochs']} epochs, AdamW 2e-3 cosine, batch 128, seeds {settings['seeds']}; "
+             f"{settings['epochs']} epochs, AdamW 2e-3 cosine, batch {settings.get('batch_size', 128)}"
+             f" (hard-sharing N sweep; the soft-sharing rows: see their JSON), seeds {settings['seeds']}; "
              "trunk simple_cnn(16, 32) + 64-unit layer, heads 32 -> classes; accuracy %, "
              "mean ± std.\n\n"
              + _table("hard", hard_table) + "\n\n" + _table("soft", soft_table)
