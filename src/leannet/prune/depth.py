@@ -67,7 +67,7 @@ class _Branch(nn.Module):
         self.block, self.kind = block, kind
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = self.block
+        b: Any = self.block  # leannet's or torchvision's block: attributes vary
         if hasattr(b, "relu1"):  # leannet
             out = b.relu1(b.bn1(b.conv1(x)))
             if self.kind == "Bottleneck":
