@@ -7,6 +7,8 @@ in the runtime and precision that ship.
                          calibration=real_batches)
 
 `runtimes/` is the registry (one file per runtime), `quantize` the PT2E flow, `matrix` builds,
-checks and times files, `check`/`score` compare and score them, `job` is `leannet quantize` and
-`leannet bench`.
+checks and times files, `check`/`score` compare and score them, `latency` is the runtime clock
+and per-layer table for latency-targeted pruning, `alignment` the channel multiples the
+runtimes' kernels like (`leannet prune`'s default --round-to); the jobs are in
+`leannet.jobs.deploy`.
 """
