@@ -57,7 +57,9 @@ def register(app: typer.Typer) -> None:
         task: Optional[str] = typer.Option(None, "--task", help="classify or detect "
                                            "[default: the source's task]."),
         head: str = typer.Option("v3", "--head", help="YOLO head for detection: v1, v2 or v3."),
-        sharing: Optional[str] = typer.Option(None, "--sharing", help="Multi-task: hard or soft."),
+        sharing: Optional[str] = typer.Option(
+            None, "--sharing", help="Multi-task: hard or soft; with --tasks: hard, mtan or "
+            "cross_stitch."),
         penalty: Optional[str] = typer.Option(None, "--penalty", help="Soft sharing: l2 or trace."),
         strength: Optional[float] = typer.Option(None, "--strength", help="Soft-sharing strength."),
         weighting: Optional[str] = typer.Option(
