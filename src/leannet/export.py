@@ -47,11 +47,11 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         producer = _foldable_producer(node, modules)
         if producer is None:
             continue
-        layer, bn = modules[producer.target], modules[node.target]
+        layer, bn = modules[str(producer.target)], modules[str(node.target)]
         fused = (fuse_conv_bn_eval(layer, bn) if isinstance(layer, _CONVS)
                  else fuse_linear_bn_eval(layer, bn))
-        _set_submodule(graph_module, producer.target, fused)
-        modules[producer.target] = fused
+        _set_submodule(graph_module, str(producer.target), fused)
+        modules[str(producer.target)] = fused
         node.replace_all_uses_with(producer)
         graph_module.graph.erase_node(node)
     graph_module.graph.eliminate_dead_code()
@@ -64,15 +64,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 def _foldable_producer(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
     """The conv/linear node feeding BN `node` when the pair can be folded, else None."""
-    if node.op != "call_module" or not isinstance(modules.get(node.target), _BNS):
+    if node.op != "call_module" or not isinstance(modules.get(str(node.target)), _BNS):
         return None
-    bn = modules[node.target]
+    bn = modules[str(node.target)]
     if not bn.track_running_stats or bn.running_mean is None or len(node.args) != 1:
         return None
     producer = node.args[0]
     if not isinstance(producer, fx.Node) or producer.op != "call_module":
         return None
-    layer = modules.get(producer.target)
+    layer = modules.get(str(producer.target))
     if len(producer.users) != 1:  # the un-normalised output is used elsewhere too
         return None
     if isinstance(layer, _CONVS) and not getattr(layer, "transposed", False):
@@ -325,7 +325,7 @@ def benchmark_runtimes(model: nn.Module, input_shape: Sequence[int], runs: int =
     stage = on_stage or (lambda name: None)
     stage("torch")
     rows = {"torch": {"params": count_params(model), "macs": count_macs(model, shape),
-                      "size_bytes": file_size(weights_path) if weights_path else None,
+                      "size_bytes": file_size(Path(weights_path)) if weights_path else None,
                       "latency_ms": latency_ms(model, shape, runs, warmup, threads)}}
     stage("torch, BatchNorm folded")
     folded = fold_batchnorm(model)

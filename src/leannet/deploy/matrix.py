@@ -53,6 +53,8 @@ def build_one(model: nn.Module, runtime: str, precision: str, path: Path | None,
             raise LeannetError(f"{runtime} int8 needs calibration batches of real inputs")
         quantized = quantize_ptq(model, example, calibration)
     source = quantized if precision == "int8" and not target.quantizes_itself else model
+    if source is None:
+        raise LeannetError(f"{target.name} int8 needs a quantized model (pass quantized=)")
     with tempfile.TemporaryDirectory(prefix="leannet-deploy-") as tmp:
         staging = (Path(tmp) / f"model{target.suffix}" if path is None
                    else path.with_name(f".{path.stem}.staging-{os.getpid()}{target.suffix}"))
@@ -163,7 +165,7 @@ def build_matrix(model: nn.Module, example: torch.Tensor, runtimes: Iterable[str
             if on_stage:
                 on_stage(f"{runtime} {precision}")
             if precision == "int8" and not target.quantizes_itself and quantized is None:
-                quantized = quantize_ptq(model, example, calibration)
+                quantized = quantize_ptq(model, example, calibration or ())  # set: checked above
             path = (out_dir / f"model-{runtime}-{precision}{target.suffix}"
                     if out_dir is not None and target.suffix else None)
             try:

@@ -36,9 +36,9 @@ class DeployJob:
     out: Path
     data: str | None = None  # None: the source recorded in the model folder, if any
     data_root: Path | None = None
-    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
-    precisions: tuple[str, ...] = PRECISIONS
-    threads: int = DEFAULT_THREADS
+    runtimes: str | tuple[str, ...] = DEFAULT_RUNTIMES  # 'a,b' from the CLI, checked to a tuple
+    precisions: str | tuple[str, ...] = PRECISIONS
+    threads: int | str = DEFAULT_THREADS
     batch_size: int = 1  # the batch size latency is measured at
     runs: int = 50
     calibration_batches: int = 8
@@ -131,7 +131,7 @@ def run_deploy_job(job: DeployJob, on_stage: Callable[[str], Any] | None = None
                 result["int8_reference_metrics"] = _metrics(bench, _score_torch(quantized, bench))
     files.prepare_out_dir(job.out, force=True)  # the result.json check above guards other runs
     result["runtimes"] = deploy_matrix(
-        model, example, job.runtimes, job.precisions, threads=job.threads, runs=job.runs,
+        model, example, job.runtimes, job.precisions, threads=int(job.threads), runs=job.runs,
         calibration=calibration, check_inputs=check_inputs, out_dir=job.out, force=job.force,
         evaluate=evaluate_file, quantized=quantized, on_stage=lambda s: stage(f"deploying {s}"))
     result["speedups"] = speedups(result["runtimes"])

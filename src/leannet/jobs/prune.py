@@ -256,7 +256,8 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
     if distributed.active() and "latency" in job.target:
         raise LeannetError("--target-latency under torchrun: each process would time its own "
                            "copy and plan differently; prune by --target-macs, or in one process")
-    target = Target(round_to=job.round_to or 1, min_fraction=job.min_fraction, **job.target)
+    kinds: dict[str, Any] = dict(job.target)  # {kind: fraction}; Target checks it
+    target = Target(round_to=job.round_to or 1, min_fraction=job.min_fraction, **kinds)
     target.reduction()  # the one place a target is checked, before any work
     options = {"task_weights": job.task_weights} if job.task_weights else {}
     settings = RunSettings(criterion=job.criterion, schedule=job.schedule, steps=job.steps,
@@ -286,7 +287,7 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
 
 def _run_label(job: PruneJob, data: str) -> str:
     """Every setting outside `iterative_prune` that changes the result, for --resume's check."""
-    fields = {"model": str(job.model_dir.resolve()), "data": data,
+    fields: dict[str, Any] = {"model": str(job.model_dir.resolve()), "data": data,
               "data_root": str(job.data_root.resolve()) if job.data_root else None,
               "finetune_epochs": job.finetune_epochs, "optimizer": job.optimizer, "lr": job.lr,
               "batch_size": job.batch_size, "calibration_batches": job.calibration_batches,
