@@ -24,6 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from leannet.errors import LeannetError
 from leannet.files import follow_umask
+from leannet.measure import count_macs, count_params, file_size, latency_ms
 
 PARITY_RTOL = 1e-4
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -317,8 +318,6 @@ def benchmark_runtimes(model: nn.Module, input_shape: Sequence[int], runs: int =
                        on_stage: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Params, MACs, file size and median latency of `model` in torch, in torch with BatchNorm
     folded, and in onnxruntime (exported to a temporary file, parity-checked), side by side."""
-    from leannet.measure import count_macs, count_params, file_size, latency_ms
-
     if runs < 1 or warmup < 0:
         raise LeannetError(f"runs must be >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
     shape = _full_shape(input_shape)

@@ -10,7 +10,6 @@ on-device runtime, where pruning shows (at small sizes torch eager times Python 
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any, Callable
 
@@ -20,7 +19,6 @@ from torch import nn
 from leannet.errors import LeannetError, UnreachableTarget
 from leannet.measure import torch_latency
 from leannet.prune.plan import PruningPlan, Target
-from leannet.prune.pruner import apply_plan
 
 Measure = Callable[[nn.Module], float]  # median latency (ms) of a model at batch 1
 
@@ -53,8 +51,7 @@ def plan_for_latency(pruner: Any, target: Target, steps: int = 6, runs: int = 10
 
     def trial(fraction: float) -> tuple[PruningPlan, float]:
         plan = pruner.plan(dataclasses.replace(target, latency=None, macs=max(fraction, 1e-3)))
-        model = copy.deepcopy(pruner.model)
-        apply_plan(model, plan, pruner.example_inputs)
+        model = pruner.pruned_copy(plan)
         return plan, clock(model) / base
 
     best, lowest = None, 1.0

@@ -1,6 +1,7 @@
 """The Pruner facade: trace once, score channels, plan to a Target, apply with verification."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -11,6 +12,7 @@ from leannet.errors import LeannetError
 from leannet.prune.capture.graph import ChannelGraph, ChannelGroup, build_graph
 from leannet.prune.cost import CostModel
 from leannet.prune.criteria import ActivationStats, Criterion, calibrate, get_criterion
+from leannet.prune.latency import plan_for_latency
 from leannet.prune.plan import PruningPlan, Target, record_plan
 from leannet.prune.rules import LayerRule, RuleSet
 from leannet.prune.select import plan_groups, select
@@ -134,7 +136,6 @@ class Pruner:
             raise LeannetError(f"plan() needs a leannet.Target, got {type(target).__name__}")
         kind, fraction = target.kind()
         if kind == "latency":
-            from leannet.prune.latency import plan_for_latency
             return plan_for_latency(self, target)
         graph = self.graph
         scores = self.scores()
@@ -151,6 +152,16 @@ class Pruner:
                           "params_fraction": cost.params() / cost.params0,
                           "removed_channels": plan.removed_channels})
         return plan
+
+    def pruned_copy(self, plan: PruningPlan | dict) -> nn.Module:
+        """A copy of the model with `plan` applied (not verified), for trials such as a latency
+        search; the model itself is unchanged."""
+        plan = PruningPlan.from_dict(plan)
+        model = copy.deepcopy(self.model)
+        graph = build_graph(model, self.example_inputs, self.leaf_modules, self.rules)
+        remove_channels(model, graph, plan.removed_mask(graph), self.example_inputs, False)
+        record_plan(model, plan.to_dict())
+        return model
 
     def apply(self, plan: PruningPlan | dict, verify: bool = True) -> nn.Module:
         """Physically remove the plan's channels; with verify, prove the result exact first.
