@@ -243,7 +243,7 @@ def run_seed(args, seed: int, out: Path) -> None:
                    context=(common, example, base_macs)) -> None:
             common, example, base_macs = context
             rows.append({**common, "method": method, "steps": steps,
-                         "val_acc_before_ft": round(before, 4),
+                         "val_acc_before_ft": None if math.isnan(before) else round(before, 4),
                          "val_acc": round(accuracy(model, data.val_loader), 4),
                          "test_acc": round(accuracy(model, data.test_loader), 4),
                          "params": count_params(model),
@@ -310,6 +310,17 @@ def markdown(summary: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _finite(value: Any) -> Any:
+    """NaN (a std of one seed, no accuracy before fine-tuning) as null: strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def merge(parts: list[Path]) -> None:
     """Join per-seed JSON files into the summary JSON and markdown table."""
     rows, commands, splits = [], [], {}
@@ -321,8 +332,8 @@ def merge(parts: list[Path]) -> None:
     summary = summarise(rows)
     meta = {"commands": commands, "splits": splits}
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.with_suffix(".json").write_text(json.dumps({**meta, "summary": summary, "rows": rows},
-                                                   indent=2) + "\n")
+    OUT.with_suffix(".json").write_text(json.dumps(_finite({**meta, "summary": summary,
+                                                            "rows": rows}), indent=2) + "\n")
     OUT.with_suffix(".md").write_text(markdown(summary, meta))
     table = Table(title="CIFAR-10, same baseline, MACs target and fine-tuning budget")
     for column in ("model", "method", "seeds", "test acc", "MACs kept"):
