@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from leannet import checkpoint, files
+from leannet.data.loaders import split_loader
 from leannet.deploy.score import evaluate_session
 from leannet.deploy.matrix import deploy_matrix
 from leannet.deploy.quantize import calibration_batches, quantize_ptq, quantize_qat
@@ -112,13 +113,14 @@ def run_deploy_job(job: DeployJob, on_stage: Callable[[str], Any] | None = None
         result["data"] = bench.data
         calibration = calibration_batches(bench.train_loader, job.calibration_batches)
         check_inputs = next(iter(bench.val_loader))[0][:32]
-        if job.score:
+        if job.score:  # on test: validation chose the trained model (and the QAT epochs)
             stage("scoring the fp32 model in torch")
-            result["fp32_metrics"] = _metrics(bench, evaluate(model, bench.val_loader, bench.task))
+            report = split_loader(bench.source, "test", job.batch_size)
+            result["metrics_split"] = "test"
+            result["fp32_metrics"] = _metrics(bench, evaluate(model, report, bench.task))
 
             def evaluate_file(session) -> dict[str, float]:
-                return _metrics(bench, evaluate_session(session, model, bench.val_loader,
-                                                        bench.task))
+                return _metrics(bench, evaluate_session(session, model, report, bench.task))
         if "int8" in job.precisions and any(
                 not get_runtime(r).quantizes_itself and not get_runtime(r).available()
                 for r in job.runtimes if "int8" in get_runtime(r).precisions):
@@ -128,7 +130,8 @@ def run_deploy_job(job: DeployJob, on_stage: Callable[[str], Any] | None = None
             result["int8_method"] = (f"PT2E QAT, {job.qat_epochs} epochs" if job.qat_epochs
                                      else "PT2E PTQ")
             if job.score:
-                result["int8_reference_metrics"] = _metrics(bench, _score_torch(quantized, bench))
+                result["int8_reference_metrics"] = _metrics(bench, evaluate(
+                    quantized, report, bench.task, device="cpu"))
     files.prepare_out_dir(job.out, force=True)  # the result.json check above guards other runs
     result["runtimes"] = deploy_matrix(
         model, example, job.runtimes, job.precisions, threads=int(job.threads), runs=job.runs,
@@ -150,11 +153,6 @@ def _quantize(job: DeployJob, bench: Workbench, model: nn.Module, example: torch
             lr=job.lr, optimizer="adamw", seed=job.seed, progress=False, restore_best=False)
 
     return quantize_qat(model, example, calibration, finetune)
-
-
-def _score_torch(quantized: nn.Module, bench: Workbench) -> dict[str, float]:
-    """The int8 torch reference (quantize/dequantize around fp32 ops) on the validation split."""
-    return evaluate(quantized, bench.val_loader, bench.task, device="cpu")
 
 
 def _metrics(bench: Workbench, metrics: dict[str, float]) -> dict[str, float]:
