@@ -317,9 +317,13 @@ yolo_case("label-text", lambda r: (r / "labels" / "train" / "0.txt").write_text(
 @cli("yolo-image-corrupt-when-training", "cannot")
 def _(work, base):
     root = yolo_folder(work / "yolo")
-    (root / "images" / "train" / "1.jpg").write_bytes(b"JFIF?")
+    for i in (2, 3, 4, 5):  # enough training images that a carved validation split leaves batches
+        Image.new("RGB", (64, 64)).save(root / "images" / "train" / f"{i}.jpg")
+        (root / "labels" / "train" / f"{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    for i in range(6):  # every image corrupt: wherever the split puts it, training reads one
+        (root / "images" / "train" / f"{i}.jpg").write_bytes(b"JFIF?")
     return ["train", "--data", str(root / "data.yaml"), "--task", "detect", "--head", "v1",
-            "--image-size", "64", "--epochs", "1", "--out", "OUT"]
+            "--image-size", "64", "--epochs", "1", "--batch-size", "2", "--out", "OUT"]
 
 
 def idx_case(case_id: str, spoil: Callable[[Path], None], expected: str = "") -> None:

@@ -22,12 +22,11 @@ from leannet import checks, distributed
 from leannet.errors import LeannetError
 from leannet.models import model_config
 from leannet.files import check_out_dir, output_folder
-from leannet.train.kinds import planner_for, task_for
+from leannet.train.build import check_fits, source_for_model
+from leannet.train.kinds import planner_for
 from leannet.measure import file_size
 from leannet.iterative import DATA_DRIVEN, STATE_FILE, IterativeResult, RunSettings, iterative_prune
-from leannet.data import get_source
 from leannet.data.loaders import calibration_loader, make_loaders
-from leannet.data.multihead import multihead_view
 from leannet.deploy.alignment import auto_round_to
 from leannet.deploy.runtimes import PRECISIONS, get_runtime
 from leannet.train.distill import DistillConfig, distilling, frozen_teacher
@@ -94,47 +93,16 @@ class Workbench:
 
 def open_workbench(model_dir: Path, data: str | None, data_root: Path | None, batch_size: int,
                    seed: int = 0, val_fraction: float = 0.1) -> Workbench:
-    """Load the model folder and the data source, and check that they fit each other."""
-
+    """Load the model folder and the data source (by default the one it was trained on), and
+    check that they fit each other (the same checks as `leannet eval`)."""
     model = checkpoint.load(model_dir)
-    if data is None:  # the source the model was trained on, as `leannet train` recorded it
-        recorded = model_config(model).get("data") or {}
-        if not recorded.get("name"):
-            raise LeannetError(f"the model in {model_dir} does not record its data source; "
-                               "pass --data")
-        data, data_root = recorded["name"], data_root or recorded.get("root")
-    channels, height, _ = model_config(model)["input_shape"]
-    source = get_source(data, data_root, image_size=height, val_fraction=val_fraction)
-    heads = getattr(model, "head_specs", None)
-    if heads:  # a multi-head model reads one label per head from the source
-        source = multihead_view(source, list(heads))
-    if source.in_channels != channels:
-        raise LeannetError(f"data source {data!r} has {source.in_channels} channel(s) but the model "
-                           f"in {model_dir} expects {channels}")
-    task = task_for(model, source)
+    where = f"the model in {model_dir}"
+    source, task = source_for_model(model, data, data_root, val_fraction, where)
     train_loader, val_loader = make_loaders(source, batch_size, seed=seed)
     inputs, _ = next(iter(val_loader))
-    _check_outputs(model, inputs[:2], source, data, model_dir)
-    return Workbench(model, source, task, train_loader, val_loader, inputs[:2].clone(), data)
-
-
-def _check_outputs(model: nn.Module, inputs: torch.Tensor, source: Any, data: str,
-                   model_dir: Path) -> None:
-    """Run one batch; a classifier's logits must have one column per class of the source."""
-    try:
-        with torch.no_grad():
-            outputs = model.eval()(inputs)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise LeannetError(f"data source {data!r} does not fit the model in {model_dir}: {first}"
-                           ) from None
-    if isinstance(outputs, dict) and source.task not in ("multitask", "multihead", "detect"):
-        raise LeannetError(f"the model in {model_dir} is multi-task (tasks {', '.join(outputs)}) "
-                           f"but data source {data!r} is not; pass a multi-task --data such as "
-                           "multi-digits")
-    if source.task == "classify" and outputs.shape[-1] != source.num_classes:
-        raise LeannetError(f"data source {data!r} has {source.num_classes} classes but the model "
-                           f"in {model_dir} predicts {outputs.shape[-1]}")
+    check_fits(model, inputs[:2], source, where)
+    name = data or (model_config(model).get("data") or {}).get("name") or source.name
+    return Workbench(model, source, task, train_loader, val_loader, inputs[:2].clone(), name)
 
 
 def guard_metrics(task: Any, metrics: dict[str, float]) -> dict[str, float]:

@@ -9,12 +9,14 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from leannet.data.multihead import multihead_view
 from leannet.data.registry import DataSource, get_source, list_sources
 from leannet.errors import LeannetError
 from leannet.train.kinds import BuildOptions, kind_for, task_for
+
 
 def build_for_source(source: DataSource, model: str, *, width_mult: float | None = None,
                      task: str | None = None, head: str = "v3", sharing: str | None = None,
@@ -35,26 +37,54 @@ def remember_data(model: nn.Module, name: str, root: str | Path | None) -> None:
         config["data"] = {"name": name, "root": str(root) if root is not None else None}
 
 
-def source_for_model(model: nn.Module, name: str | None, root: str | Path | None
+def source_for_model(model: nn.Module, name: str | None, root: str | Path | None,
+                     val_fraction: float | None = None, where: str = "the model"
                      ) -> tuple[DataSource, Any]:
-    """The source to evaluate `model` on (default: the one it was trained on) and its task."""
+    """The source to evaluate or fine-tune `model` on (default: the one it was trained on, as
+    `leannet train` recorded it) and its task; a source whose images do not fit is refused.
+
+    Used by `eval` and by the prune/deploy workbench, so both open a model folder the same way.
+    `where` names the model in messages (e.g. "the model in runs/x/model").
+    """
     config = getattr(model, "leannet_config", {}) or {}
     remembered = config.get("data") or {}
     if name is None:
         name = remembered.get("name")
         if name is None:
-            raise LeannetError("the model folder does not record its data source; pass --data")
+            raise LeannetError(f"{where} does not record its data source; pass --data")
         root = root if root is not None else remembered.get("root")
     channels, height = config.get("input_shape", [None, None])[:2]
-    options = {"image_size": height} if height and _accepts_image_size(name) else {}
+    options: dict[str, Any] = {"image_size": height} if height and _accepts_image_size(name) else {}
+    if val_fraction is not None:
+        options["val_fraction"] = val_fraction
     source = get_source(name, root, **options)
     heads = getattr(model, "head_specs", None)
     if heads:  # a multi-head model reads one label per head from the source
         source = multihead_view(source, list(heads))
-    if channels is not None and source.task == "classify" and source.in_channels != channels:
-        raise LeannetError(f"data source {name!r} has {source.in_channels} channel(s) but the "
-                           f"model expects {channels}")
+    if channels is not None and source.in_channels != channels:
+        raise LeannetError(f"data source {name!r} has {source.in_channels} channel(s) but "
+                           f"{where} expects {channels}")
     return source, task_for(model, source)
+
+
+def check_fits(model: nn.Module, inputs: Any, source: DataSource, where: str = "the model"
+               ) -> None:
+    """Run one small batch of the source through `model`: a shape that does not fit, a
+    multi-task model on a single-task source, or a classifier with another number of classes
+    is one clear line here, not a traceback in the middle of a run. Leaves `model` in eval
+    mode."""
+    try:
+        with torch.no_grad():
+            outputs = model.eval()(inputs)
+    except RuntimeError as err:
+        raise LeannetError(f"data source {source.name!r} does not fit {where}: "
+                           f"{str(err).splitlines()[0]}") from None
+    if isinstance(outputs, dict) and source.task not in ("multitask", "multihead", "detect"):
+        raise LeannetError(f"{where} is multi-task (tasks {', '.join(outputs)}) but data source "
+                           f"{source.name!r} is not; pass a multi-task --data such as multi-digits")
+    if source.task == "classify" and outputs.shape[-1] != source.num_classes:
+        raise LeannetError(f"data source {source.name!r} has {source.num_classes} classes but "
+                           f"{where} predicts {outputs.shape[-1]}")
 
 
 def _accepts_image_size(name: str) -> bool:

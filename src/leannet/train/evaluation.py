@@ -12,7 +12,7 @@ from leannet.files import check_result_file
 from leannet.data.loaders import split_loader
 from leannet.files import atomic_write_json
 from leannet.checkpoint import load, read_config
-from leannet.train.build import source_for_model
+from leannet.train.build import check_fits, source_for_model
 from leannet.train.fit import evaluate
 
 
@@ -62,9 +62,11 @@ def evaluate_folder(model_dir: str | Path, data: str | None = None,
     recorded = read_config(model_dir).get("data")  # the training source, if `train` recorded it
     if recorded and "data" not in model_config(model):
         model_config(model)["data"] = recorded
-    source, task = source_for_model(model, data, data_root)
+    where = f"the model in {model_dir}"
+    source, task = source_for_model(model, data, data_root, where=where)
     loader = split_loader(source, split, max(1, batch_size // 2))
-    _check_classes(model, source, loader, model_dir)
+    if source.task == "classify":
+        check_fits(model, next(iter(loader))[0][:2], source, where)
     metrics = evaluate(model, loader, task)
     samples = len(source.split(split))  # type: ignore[arg-type]
     result = {"command": "eval", "model_dir": str(model_dir), "data": source.name,
@@ -74,21 +76,3 @@ def evaluate_folder(model_dir: str | Path, data: str | None = None,
     if result_path is not None:
         atomic_write_json(result_path, result)
     return result
-
-
-def _check_classes(model: Any, source: Any, loader: Any, model_dir: str | Path) -> None:
-    """A classifier must predict one logit per class of the source; run one batch to see."""
-    import torch
-
-    if source.task != "classify":
-        return
-    inputs, _ = next(iter(loader))
-    try:
-        with torch.no_grad():
-            outputs = model.eval()(inputs[:2])
-    except RuntimeError as err:
-        raise LeannetError(f"data source {source.name!r} does not fit the model in {model_dir}: "
-                           f"{str(err).splitlines()[0]}") from None
-    if outputs.shape[-1] != source.num_classes:
-        raise LeannetError(f"data source {source.name!r} has {source.num_classes} classes but the "
-                           f"model in {model_dir} predicts {outputs.shape[-1]}")
