@@ -56,7 +56,8 @@ def _idx_head(path: Path, count: int) -> bytes:
 
 
 def small_data_dir(shared: Path, into: Path) -> Path:
-    """DIR for the README lines: a 600-image Fashion-MNIST (real images) and the real COCO128."""
+    """DIR for the README lines: a 600-image Fashion-MNIST, 240 + 60 CIFAR-10 images and the real
+    COCO128 (all real images)."""
     fashion = into / "fashion-mnist"
     fashion.mkdir(parents=True)
     for name, count in (("train-images-idx3-ubyte", 600), ("train-labels-idx1-ubyte", 600),
@@ -64,6 +65,12 @@ def small_data_dir(shared: Path, into: Path) -> Path:
         data = _idx_head(shared / "fashion-mnist" / f"{name}.gz", count)
         (fashion / f"{name}.gz").write_bytes(gzip.compress(data))
     (into / "coco128").symlink_to(shared / "coco128")
+    for split, count in (("train", 24), ("test", 6)):  # real CIFAR-10 images, a few per class
+        for folder in sorted((shared / "cifar10" / split).iterdir()):
+            target = into / "cifar10" / split / folder.name
+            target.mkdir(parents=True)
+            for image in sorted(folder.iterdir())[:count]:
+                (target / image.name).symlink_to(image)
     return into
 
 
