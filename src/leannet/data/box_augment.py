@@ -1,6 +1,7 @@
 """Box-aware augmentation (torchvision.transforms.v2 moves boxes with the pixels) and batching.
 
-Samples are (uint8 image, {"boxes": xyxy pixels, "labels"}); models see float images in [0, 1].
+Samples are (uint8 image, {"boxes": xyxy pixels, "labels"[, "mask"]}); models see float images
+in [0, 1]. A semantic mask, when the target has one, moves with the pixels too.
 """
 from __future__ import annotations
 
@@ -12,27 +13,35 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 Target = dict[str, Tensor]
+IGNORE = 255  # mask value a segmentation loss skips (pixels pushed in by augmentation)
 
 
 def box_augment(flip: bool = True, scale: tuple[float, float] = (0.75, 1.25),
                 translate: float = 0.1, jitter: float = 0.3, colour: bool = True
                 ) -> Callable[[Tensor, Target], tuple[Tensor, Target]]:
-    """Random flip, scale, translate and colour jitter; boxes follow, empty ones are dropped."""
+    """Random flip, scale, translate and colour jitter (none at jitter=0); boxes and a mask
+    follow, empty boxes are dropped, mask pixels pushed in from outside become IGNORE."""
     ops: list = [v2.RandomHorizontalFlip()] if flip else []
-    ops += [v2.RandomAffine(degrees=0, translate=(translate, translate), scale=scale),
-            v2.ColorJitter(jitter, jitter, jitter if colour else 0),
-            v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=2)]
+    ops += [v2.RandomAffine(degrees=0, translate=(translate, translate), scale=scale)]
+    if jitter:
+        ops += [v2.ColorJitter(jitter, jitter, jitter if colour else 0)]
+    ops += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=2)]
     pipeline = v2.Compose(ops)
 
     def apply(image: Tensor, target: Target) -> tuple[Tensor, Target]:
         size = tuple(image.shape[-2:])
-        sample = pipeline({"image": tv_tensors.Image(image),
-                           "boxes": tv_tensors.BoundingBoxes(target["boxes"], format="XYXY",
-                                                             canvas_size=size),
-                           "labels": target["labels"]})
-        return (sample["image"].as_subclass(Tensor),
-                {"boxes": sample["boxes"].as_subclass(Tensor).float(),
-                 "labels": sample["labels"]})
+        sample = {"image": tv_tensors.Image(image), "labels": target["labels"],
+                  "boxes": tv_tensors.BoundingBoxes(target["boxes"], format="XYXY",
+                                                    canvas_size=size)}
+        if "mask" in target:  # shifted by one so the fill (0) marks pixels from outside
+            sample["mask"] = tv_tensors.Mask(target["mask"].long() + 1)
+        sample = pipeline(sample)
+        out = {"boxes": sample["boxes"].as_subclass(Tensor).float(), "labels": sample["labels"]}
+        if "mask" in target:
+            mask = sample["mask"].as_subclass(Tensor) - 1
+            mask[mask < 0] = IGNORE
+            out["mask"] = mask
+        return sample["image"].as_subclass(Tensor), out
 
     return apply
 

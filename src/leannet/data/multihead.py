@@ -19,17 +19,15 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from leannet.data.box_augment import to_input
+from leannet.data.box_augment import IGNORE, box_augment, to_input
 from leannet.data.yolo_format import to_pixel_boxes
 from leannet.data.registry import DataSource
 from leannet.errors import LeannetError
 
 # label source -> the head kind that reads it
 LABELS = {"boxes": "detect", "mask": "segment", "count": "classify", "present": "multilabel"}
-IGNORE = 255  # mask value a segmentation loss skips (pixels pushed in by augmentation)
 
 
 def parse_tasks(text: str | Sequence[str], available: dict[str, dict[str, Any]]
@@ -46,31 +44,6 @@ def parse_tasks(text: str | Sequence[str], available: dict[str, dict[str, Any]]
     if len(set(names)) != len(names):
         raise LeannetError(f"--tasks names a task twice: {','.join(names)}")
     return {n: dict(available[n]) for n in names}
-
-
-def joint_augment(scale: tuple[float, float] = (0.85, 1.15), translate: float = 0.08,
-                  flip: bool = False) -> Callable[[Tensor, dict], tuple[Tensor, dict]]:
-    """Random scale and shift applied alike to the image, its boxes and its mask."""
-    ops: list = [v2.RandomHorizontalFlip()] if flip else []
-    ops += [v2.RandomAffine(degrees=0, translate=(translate, translate), scale=scale),
-            v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=2)]
-    pipeline = v2.Compose(ops)
-
-    def apply(image: Tensor, target: dict) -> tuple[Tensor, dict]:
-        size = tuple(image.shape[-2:])
-        # shift the mask by one so the fill (0) marks pixels that came from outside the image
-        sample = pipeline({"image": tv_tensors.Image(image),
-                           "boxes": tv_tensors.BoundingBoxes(target["boxes"], format="XYXY",
-                                                             canvas_size=size),
-                           "labels": target["labels"],
-                           "mask": tv_tensors.Mask(target["mask"].long() + 1)})
-        mask = sample["mask"].as_subclass(Tensor) - 1
-        mask[mask < 0] = IGNORE
-        return sample["image"].as_subclass(Tensor), {
-            "boxes": sample["boxes"].as_subclass(Tensor).float(), "labels": sample["labels"],
-            "mask": mask}
-
-    return apply
 
 
 def find_masks_yaml(images: Sequence[Path]) -> Path | None:
@@ -159,7 +132,8 @@ class MultiTargetView(Dataset):
         self.masks = _masks_of(base)
         if self.masks is None and any(t["labels"] == "mask" for t in tasks.values()):
             raise LeannetError(f"{type(base).__name__} has no masks for a segment task")
-        self.augment = joint_augment() if augment else None
+        self.augment = box_augment(flip=False, scale=(0.85, 1.15), translate=0.08, jitter=0.0) \
+            if augment else None
 
     def __len__(self) -> int:
         return len(self.base)
