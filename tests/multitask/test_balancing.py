@@ -1,6 +1,7 @@
 """Each loss-balancing method on the case that defines it: PCGrad removes conflicts, CAGrad
 raises the worst task's improvement, IMTL-G gives equal projections, Aligned-MTL makes the task
-gradients orthogonal with equal norms, GradNorm evens the weighted gradient norms; and the fit
+gradients orthogonal with equal norms, Nash-MTL finds the bargaining solution (alpha_t <g_t, d>
+equal for every task, invariant to a task's scale), GradNorm evens the weighted gradient norms; and the fit
 loop runs a gradient method through the task's own backward pass."""
 import pytest
 import torch
@@ -59,6 +60,40 @@ def test_aligned_mtl_makes_gradients_orthogonal_with_equal_norms():
     assert torch.allclose(gradients.aligned_mtl(g), aligned.sum(0))
 
 
+def test_nash_mtl_solves_the_bargaining_equation():
+    g = CONFLICT
+    alpha = gradients.nash_weights(g)
+    gram = g @ g.T
+    normed = gram / torch.linalg.matrix_norm(gram)
+    assert (alpha > 0).all()
+    assert torch.allclose(normed @ alpha, 1 / alpha, rtol=1e-6)  # G G^T alpha = 1 / alpha
+    d = gradients.nash_mtl(g)
+    assert torch.allclose(d, alpha @ g)
+    shares = alpha * (g @ d)  # each task's share of the improvement: equal at the solution
+    assert torch.allclose(shares, shares[0].expand(3), rtol=1e-6)
+    assert (g @ d).min() > 0  # every task's loss falls along d, though the gradients conflict
+    assert (g @ g.sum(0)).min() < 0  # the plain sum raises one task's loss here
+
+
+def test_nash_mtl_ignores_a_tasks_scale():
+    orthogonal = torch.tensor([[1.0, 0.0], [0.0, 10.0]], dtype=torch.float64)
+    d = gradients.nash_mtl(orthogonal)
+    unit = orthogonal / orthogonal.norm(dim=1, keepdim=True)
+    assert float(unit[0] @ d) == pytest.approx(float(unit[1] @ d), rel=1e-6)  # the sum: 1 vs 10
+    rescaled = CONFLICT * torch.tensor([[1.0], [10.0], [0.1]], dtype=torch.float64)
+    a, b = gradients.nash_mtl(CONFLICT), gradients.nash_mtl(rescaled)
+    assert _cos(a, b) == pytest.approx(1.0, abs=1e-6)  # same direction whatever the loss scales
+    assert torch.allclose(gradients.nash_weights(rescaled) * torch.tensor([1.0, 10.0, 0.1],
+                                                                           dtype=torch.float64),
+                          gradients.nash_weights(CONFLICT) * b.norm() / a.norm(), rtol=1e-5)
+    zero = torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)  # a task already solved
+    assert torch.isfinite(gradients.nash_weights(zero)).all()
+    assert torch.allclose(gradients.nash_mtl(zero), torch.tensor([1.0, 0.0], dtype=torch.float64),
+                          atol=1e-6)
+    with pytest.raises(LeannetError, match="not finite"):
+        gradients.nash_weights(torch.tensor([[float("nan"), 1.0], [0.0, 1.0]]))
+
+
 def _toy(scale: float = 10.0):
     torch.manual_seed(0)
     trunk = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
@@ -112,7 +147,7 @@ def test_gradient_weighting_replaces_only_the_shared_gradient():
     assert torch.allclose(shared, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["pcgrad", "cagrad", "imtl", "aligned", "gradnorm"])
+@pytest.mark.parametrize("name", ["pcgrad", "cagrad", "imtl", "aligned", "nash", "gradnorm"])
 def test_fit_trains_through_the_tasks_backward(name):
     model, x, targets = _toy(scale=3.0)
     labels = {"a": (targets["a"] > 0).long().squeeze(1), "b": (targets["b"] > 0).long().squeeze(1)}
@@ -126,8 +161,8 @@ def test_fit_trains_through_the_tasks_backward(name):
 
 
 def test_unknown_or_misplaced_weighting_is_one_line():
-    with pytest.raises(LeannetError, match="unknown loss weighting 'nash'"):
-        make_weighting("nash", ["a", "b"])
+    with pytest.raises(LeannetError, match="unknown loss weighting 'famo'"):
+        make_weighting("famo", ["a", "b"])
     task = MultiTask(["a", "b"], "pcgrad")
     columns = nn.Linear(2, 2)
     outputs = {"a": columns(torch.randn(4, 2)), "b": columns(torch.randn(4, 2))}

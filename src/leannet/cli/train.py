@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         strength: Optional[float] = typer.Option(None, "--strength", help="Soft-sharing strength."),
         weighting: Optional[str] = typer.Option(
             None, "--weighting", help="Multi-task loss weights: fixed, uncertainty, dwa, "
-            "gradnorm, or gradient balancing: pcgrad, cagrad, imtl, aligned."),
+            "gradnorm, or gradient balancing: pcgrad, cagrad, imtl, aligned, nash."),
         tasks: Optional[str] = typer.Option(
             None, "--tasks", help="Multi-head: the source's tasks to learn on one backbone, "
             "e.g. detect,segment,classify (digits-detect)."),

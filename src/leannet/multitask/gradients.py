@@ -13,6 +13,12 @@ shared parameters, and returns the direction d the optimiser should follow (plai
 - Aligned-MTL (Senushkin et al. 2023): replace G by the nearest rows with equal norms that are
   orthogonal (the condition number of G G^T becomes 1), scaled by the smallest singular value;
   sum with equal weights.
+- Nash-MTL (Navon et al. 2022): the direction d = sum_t alpha_t g_t of the Nash bargaining
+  solution, where alpha > 0 solves G G^T alpha = 1 / alpha, i.e. alpha_t <g_t, d> = 1 for every
+  task: no task's share of the improvement can grow without another's shrinking, and the
+  direction does not change when one task's loss is rescaled. G G^T is divided by its Frobenius
+  norm first, as the authors do. Solved by damped Newton steps on the strictly convex
+  0.5 alpha^T M alpha - sum log alpha (its gradient is zero exactly at the equation), not cvxpy.
 """
 from __future__ import annotations
 
@@ -112,5 +118,50 @@ def aligned_mtl(grads: Tensor) -> Tensor:
     return aligned_gradients(grads).sum(0)
 
 
+def nash_weights(grads: Tensor, steps: int = 50, tolerance: float = 1e-10) -> Tensor:
+    """Nash-MTL's alpha (> 0) with M alpha = 1 / alpha, M = G G^T / ||G G^T||_F.
+
+    Newton on f(alpha) = 0.5 alpha^T M alpha - sum_t log alpha_t, whose Hessian M + diag(1 /
+    alpha^2) is positive definite, with a step halved until alpha stays positive and f falls.
+    A task whose gradient is zero (or lies in no direction the others leave) would need an
+    infinite weight, so M gets a ridge of 1e-12 of its scale: such a task gets a large, finite one.
+    """
+    g = _check(grads)
+    tasks = g.shape[0]
+    gram = g @ g.T
+    scale = torch.linalg.matrix_norm(gram)
+    if not torch.isfinite(scale):
+        raise LeannetError("Nash-MTL got a task gradient that is not finite")
+    if scale <= 0:
+        return torch.ones(tasks, dtype=grads.dtype)
+    m = gram / scale + 1e-12 * torch.eye(tasks, dtype=g.dtype)
+    alpha = torch.ones(tasks, dtype=g.dtype) / m.diagonal().sqrt()  # exact for orthogonal rows
+
+    def objective(a: Tensor) -> Tensor:
+        return 0.5 * a @ m @ a - a.log().sum()
+
+    for _ in range(steps):
+        residual = m @ alpha - 1 / alpha
+        if residual.abs().max() <= tolerance * (1 / alpha).abs().max():
+            break
+        hessian = m + torch.diag(alpha.pow(-2))
+        step = torch.linalg.solve(hessian, residual)
+        size, before = 1.0, objective(alpha)
+        while size > 1e-12:
+            trial = alpha - size * step
+            if bool((trial > 0).all()) and objective(trial) <= before:
+                alpha = trial
+                break
+            size /= 2
+        else:
+            break
+    return alpha.to(grads.dtype)
+
+
+def nash_mtl(grads: Tensor) -> Tensor:
+    """The Nash-MTL direction sum_t alpha_t g_t (its norm is sqrt(tasks * ||G G^T||_F))."""
+    return nash_weights(grads) @ grads
+
+
 METHODS: dict[str, Callable[..., Tensor]] = {"pcgrad": pcgrad, "cagrad": cagrad, "imtl": imtl,
-                                             "aligned": aligned_mtl}
+                                             "aligned": aligned_mtl, "nash": nash_mtl}

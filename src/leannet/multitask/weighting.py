@@ -7,7 +7,7 @@
   from the mean training losses of the last two epochs; weights are 1 for the first two epochs.
 - gradnorm (Chen et al. 2018): learned weights that pull each task's weighted gradient norm on
   the last shared layer towards the mean norm times (relative inverse training rate)^alpha.
-- pcgrad, cagrad, imtl, aligned: gradient manipulation on the shared parameters (see
+- pcgrad, cagrad, imtl, aligned, nash: gradient manipulation on the shared parameters (see
   `leannet.multitask.gradients`); they need per-task gradients, so they do the backward pass
   themselves (`backward`), which the fit loop calls instead of `loss.backward()`.
 """
@@ -125,7 +125,7 @@ def _flat_grads(loss: Tensor, params: list[nn.Parameter]) -> Tensor:
 
 
 class GradientWeighting(Weighting):
-    """PCGrad, CAGrad, IMTL-G or Aligned-MTL on the shared parameters; weights stay 1.
+    """PCGrad, CAGrad, IMTL-G, Aligned-MTL or Nash-MTL on the shared parameters; weights stay 1.
 
     Task-specific parameters (heads) get their own task's gradient as usual; on the shared
     parameters, the plain sum of task gradients is replaced by the method's direction.
@@ -209,7 +209,7 @@ class GradNorm(Weighting):
 def make_weighting(name: str, tasks: list[str], weights: dict[str, float] | None = None,
                    temperature: float = 2.0) -> Weighting:
     """A weighting scheme by name: `fixed` (optionally with `weights`), `uncertainty`, `dwa`,
-    `gradnorm`, or a gradient method (`pcgrad`, `cagrad`, `imtl`, `aligned`)."""
+    `gradnorm`, or a gradient method (`pcgrad`, `cagrad`, `imtl`, `aligned`, `nash`)."""
     if name not in WEIGHTINGS:
         raise LeannetError(f"unknown loss weighting {name!r}; expected one of {', '.join(WEIGHTINGS)}")
     if weights and name != "fixed":
