@@ -216,8 +216,8 @@ def methods(args) -> list[tuple[str, int]]:
     """(method, steps) in the order run: one-shot pairs, leannet's own, then iterative."""
     chosen = [m for pair in PAIRS for m in pair] + OWN
     chosen = [m for m in chosen if not args.methods or m in args.methods]
-    order = [(m, 1) for m in chosen]
-    if args.steps > 1:
+    order = [(m, 1) for m in chosen] if "oneshot" in args.schedules else []
+    if args.steps > 1 and "iterative" in args.schedules:
         iterative = [m for m in chosen if args.iterative == "all" or m in
                      {x for pair in PAIRS for x in pair}]
         order += [(m, args.steps) for m in iterative]
@@ -363,6 +363,9 @@ def main() -> None:
                         help="fine-tuning budget in training images, split over the steps")
     parser.add_argument("--steps", type=int, default=3, help="steps of the iterative runs")
     parser.add_argument("--iterative", choices=("pairs", "all"), default="all")
+    parser.add_argument("--schedules", nargs="+", choices=("oneshot", "iterative"),
+                        default=["oneshot", "iterative"],
+                        help="run only these (e.g. the iterative rows missing from earlier runs)")
     parser.add_argument("--ranking", choices=("uniform", "global"), default="uniform",
                         help="uniform: one ratio per layer (Torch-Pruning's default, so both "
                              "libraries land on the same architecture); global: one ranking")
@@ -380,7 +383,10 @@ def main() -> None:
     for seed in args.seeds:
         out = Path(args.out or f"runs/prune_vs_tp/seed{seed}.json")
         run_seed(args, seed, out)
-        merge([out] if len(args.seeds) == 1 else sorted(out.parent.glob("seed*.json")))
+        if args.out:  # a part: the docs table is rewritten only by --merge over every part
+            console.print(f"wrote {out}; join the parts with --merge runs/prune_vs_tp/*.json")
+        else:
+            merge(sorted(out.parent.glob("seed*.json")))
 
 
 if __name__ == "__main__":

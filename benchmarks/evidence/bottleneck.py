@@ -29,6 +29,7 @@ from torch import nn  # noqa: E402
 
 from common import (OUT, figure_path, load_splits, machine, markdown, mean_std, pm,  # noqa: E402
                     separated, train_select_test, write)
+from leannet.errors import LeannetError  # noqa: E402
 from leannet.measure import Timed, count_macs, count_params, time_latencies  # noqa: E402
 from leannet.models import create_model  # noqa: E402
 from leannet.nn import ConvBNAct, DepthwiseSeparable  # noqa: E402
@@ -109,7 +110,8 @@ def bottleneck_table(rows: dict, args: argparse.Namespace) -> tuple[dict, str]:
              + markdown(["bottleneck", "params", "MACs", "val acc", "test acc", "train-test gap"],
                         table_rows) + "\n\n" + "\n".join(f"- {v}" for v in verdicts))
     return {"settings": {"train": args.train, "val": args.val, "test": args.test,
-                         "epochs": args.epochs, "seeds": args.seeds}, "rows": rows,
+                         "epochs": args.epochs, "seeds": args.seeds,
+                         "batch_size": args.batch_size}, "rows": rows,
             "verdicts": verdicts}, table
 
 
@@ -250,13 +252,19 @@ def main() -> None:
     args.widths = [None if w == "None" else int(w) for w in args.widths]
     if args.merge:
         rows: dict = {}
+        batch_sizes = set()
         for path in sorted(OUT.glob("bottleneck_*.json")):
             part = json.loads(path.read_text())
             rows.update(part["rows"])
             settings = part["settings"]
+            # a part without the key ran at the parser's default, 32 (the None part's file
+            # lacks it: the table code left it out of full sweeps)
+            batch_sizes.add(settings.get("batch_size", 32))
+        if len(batch_sizes) > 1:
+            raise LeannetError(f"bottleneck parts ran at different batch sizes {sorted(batch_sizes)}")
         args.train, args.val, args.test = settings["train"], settings["val"], settings["test"]
         args.epochs, args.seeds = settings["epochs"], settings["seeds"]
-        args.batch_size = settings.get("batch_size", 128)
+        args.batch_size = batch_sizes.pop()
         order = [str(w) for w in WIDTHS]
         rows = {k: rows[k] for k in sorted(rows, key=order.index)}
         result, table = bottleneck_table(rows, args)

@@ -22,6 +22,8 @@ from typing import Any, Iterator, Sequence  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # one core each: the machine is shared
+
 from leannet.data import get_source  # noqa: E402
 from leannet.errors import LeannetError  # noqa: E402
 from leannet.files import atomic_write_json, atomic_write_text  # noqa: E402
