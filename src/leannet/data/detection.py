@@ -247,7 +247,8 @@ def yolo_folder(root: Path | None = None, arg: str | None = None, image_size: in
         raise LeannetError("yolo: needs a path, e.g. yolo:data/coco128")
     check_fraction(val_fraction)
     path = Path(arg) if Path(arg).is_absolute() or root is None else root / arg
-    config = read_data_yaml(find_data_yaml(Path(arg) if Path(arg).exists() else path))
+    data_yaml = find_data_yaml(Path(arg) if Path(arg).exists() else path)
+    config = read_data_yaml(data_yaml)
     size = int(image_size or 224)
     if size < 32 or size % 32:
         raise LeannetError(f"image_size must be a multiple of 32 for YOLO heads, got {size}")
@@ -281,4 +282,5 @@ def yolo_folder(root: Path | None = None, arg: str | None = None, image_size: in
     train = YoloFolder(train_dir, names, size, box_augment() if augment else None, pick=pick)
     return DataSource(f"yolo:{arg}", train, val, num_classes=len(names), in_channels=3,
                       image_size=size, task="detect", class_names=names,
-                      extra={"collate_fn": detection_collate}, test=test, splits=notes)
+                      extra={"collate_fn": detection_collate, "data_yaml": data_yaml},
+                      test=test, splits=notes)  # data_yaml: its task spec (labels_csv)

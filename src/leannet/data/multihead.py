@@ -5,9 +5,11 @@ Masks come from the set's own `mask(index)` (digits-detect) or, for a YOLO folde
 `masks.yaml` beside its data.yaml (per split an images and a masks folder, and the classes;
 ../shared/data/coco128 has one).
 Label sources: `boxes` (YOLO boxes, for a detect head), `mask` (per-pixel classes, 0 =
-background), `count` (how many boxes, an image-level class) and `present` (which box classes
-occur, a multi-label target). Samples are (float image, {task: target}); batch them with
-`multi_target_collate`. Augmentation moves image, boxes and mask together (torchvision v2).
+background), `count` (how many boxes, an image-level class), `present` (which box classes
+occur, a multi-label target) and `csv` (image-level labels from the CSV that a YOLO folder's
+data.yaml names under `labels_csv:`, see `leannet.data.csv_labels`). Samples are (float image,
+{task: target}); batch them with `multi_target_collate`. Augmentation moves image, boxes and
+mask together (torchvision v2).
 """
 from __future__ import annotations
 
@@ -22,12 +24,14 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from leannet.data.box_augment import IGNORE, box_augment, to_input
+from leannet.data.csv_labels import LabelTable, read_labels_csv
 from leannet.data.yolo_format import to_pixel_boxes
 from leannet.data.registry import DataSource
 from leannet.errors import LeannetError
 
 # label source -> the head kind that reads it
-LABELS = {"boxes": "detect", "mask": "segment", "count": "classify", "present": "multilabel"}
+LABELS = {"boxes": "detect", "mask": "segment", "count": "classify", "present": "multilabel",
+          "csv": "classify or multilabel"}
 
 
 def parse_tasks(text: str | Sequence[str], available: dict[str, dict[str, Any]]
@@ -125,13 +129,19 @@ def _masks_of(base: Any) -> Callable[[int], Tensor] | None:
 class MultiTargetView(Dataset):
     """A detection set whose items are (image, {task: target}) for the spec's tasks."""
 
-    def __init__(self, base: Any, tasks: dict[str, dict[str, Any]], augment: bool) -> None:
+    def __init__(self, base: Any, tasks: dict[str, dict[str, Any]], augment: bool,
+                 table: LabelTable | None = None) -> None:
         if not callable(getattr(base, "render", None)) and not hasattr(base, "rows"):
             raise LeannetError(f"{type(base).__name__} cannot give per-task labels")
         self.base, self.tasks = base, tasks
         self.masks = _masks_of(base)
         if self.masks is None and any(t["labels"] == "mask" for t in tasks.values()):
             raise LeannetError(f"{type(base).__name__} has no masks for a segment task")
+        self.table = table if any(t["labels"] == "csv" for t in tasks.values()) else None
+        if self.table is not None:  # every image needs its row: say so now, not mid-epoch
+            if not hasattr(base, "images"):
+                raise LeannetError(f"{type(base).__name__} has no image files for labels_csv")
+            self.csv_labels = [self.table.labels(image) for image in base.images]
         self.augment = box_augment(flip=False, scale=(0.85, 1.15), translate=0.08, jitter=0.0) \
             if augment else None
 
@@ -145,6 +155,8 @@ class MultiTargetView(Dataset):
         target = {**target, "mask": mask}
         if self.augment:  # None or False (loaders.plain switches it off)
             image, target = self.augment(image, target)
+        if self.table is not None:  # image-level: no augmentation moves it
+            target["csv"] = torch.tensor(self.csv_labels[index], dtype=torch.long)
         return to_input(image), {name: self._label(spec, target) for name, spec in self.tasks.items()}
 
     @staticmethod
@@ -156,8 +168,10 @@ class MultiTargetView(Dataset):
             return target["mask"].long()
         if source == "count":
             return torch.tensor(min(len(target["labels"]), spec["classes"] - 1))
+        if source == "csv" and spec["kind"] == "classify":
+            return target["csv"][0]
         present = torch.zeros(spec["classes"])
-        present[target["labels"].long()] = 1.0
+        present[(target["csv"] if source == "csv" else target["labels"]).long()] = 1.0
         return present
 
     def box_sizes(self) -> Tensor:
@@ -200,7 +214,16 @@ def available_tasks(source: DataSource) -> dict[str, dict[str, Any]]:
                              "classes": int(source.extra["count_classes"])}
     tasks["labels"] = {"kind": "multilabel", "labels": "present", "classes": source.num_classes,
                        "class_names": names}
+    table = _table(source)
+    if table is not None:  # a user's own image-level task; its name wins over a derived one
+        tasks[table.task] = table.task_spec()
     return tasks
+
+
+def _table(source: DataSource) -> LabelTable | None:
+    """The labels_csv of a YOLO folder's data.yaml, if it names one."""
+    data_yaml = source.extra.get("data_yaml")
+    return read_labels_csv(Path(data_yaml)) if data_yaml else None
 
 
 def multihead_view(source: DataSource, tasks: str | Sequence[str]) -> DataSource:
@@ -210,9 +233,10 @@ def multihead_view(source: DataSource, tasks: str | Sequence[str]) -> DataSource
         raise LeannetError(f"data source {source.name!r} does not label several tasks per image; "
                            "--tasks needs one that does, such as digits-detect")
     spec = parse_tasks(tasks, available)
+    table = _table(source) if any(t["labels"] == "csv" for t in spec.values()) else None
 
     def view(dataset: Any, augment: bool) -> Any:
-        return None if dataset is None else MultiTargetView(dataset, spec, augment)
+        return None if dataset is None else MultiTargetView(dataset, spec, augment, table)
 
     train_augment = getattr(source.train, "augment", None) is not None
     extra = {**source.extra, "tasks": spec, "collate_fn": multi_target_collate}
