@@ -282,12 +282,22 @@ def summarise(rows: list[dict]) -> list[dict]:
     for (model, method, steps), runs in groups.items():
         entry: dict[str, Any] = {"model": model, "method": method, "steps": steps,
                                  "seeds": sorted(r["seed"] for r in runs)}
-        for key in ("test_acc", "val_acc", "macs_fraction", "params", "wall_s"):
-            values = [r[key] for r in runs]
-            entry[key] = statistics.fmean(values)
+        for key in ("test_acc", "val_acc", "val_acc_before_ft", "macs_fraction", "params",
+                    "wall_s"):
+            values = [r[key] for r in runs if r.get(key) is not None]
+            entry[key] = statistics.fmean(values) if values else math.nan
             entry[key + "_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
         summary.append(entry)
-    return summary
+    return sorted(summary, key=_order)
+
+
+def _order(entry: dict) -> tuple:
+    """Table order: baseline, the pairs one-shot (Torch-Pruning first), leannet's own criteria,
+    then the iterative rows in the same order."""
+    names = [m for pair in PAIRS for m in pair] + OWN
+    method = entry["method"]
+    return (entry["model"], entry["steps"] > 1, entry["steps"] > 0,
+            names.index(method) if method in names else len(names), method)
 
 
 def label(method: str, steps: int) -> str:
@@ -300,13 +310,15 @@ def label(method: str, steps: int) -> str:
 def markdown(summary: list[dict], meta: dict) -> str:
     lines = [f"Command(s): `{c}`" for c in meta["commands"]] + [""]
     lines += [f"- {split}: {text}" for split, text in meta["splits"].items()] + [""]
-    lines += ["| model | method | seeds | test acc % (mean ± std) | val acc % | MACs kept | params |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["| model | method | seeds | test acc % (mean ± std) | val acc % | val acc % before "
+              "fine-tuning | MACs kept | params |", "|---|---|---|---|---|---|---|---|"]
     for s in summary:
+        before = ("-" if math.isnan(s["val_acc_before_ft"]) else
+                  f"{100 * s['val_acc_before_ft']:.1f} ± {100 * s['val_acc_before_ft_std']:.1f}")
         lines.append(f"| {s['model']} | {label(s['method'], s['steps'])} | {len(s['seeds'])} | "
                      f"{100 * s['test_acc']:.2f} ± {100 * s['test_acc_std']:.2f} | "
-                     f"{100 * s['val_acc']:.2f} ± {100 * s['val_acc_std']:.2f} | "
-                     f"{100 * s['macs_fraction']:.1f}% | {s['params']:,.0f} |")
+                     f"{100 * s['val_acc']:.2f} ± {100 * s['val_acc_std']:.2f} | {before} | "
+                     f"{100 * s['macs_fraction']:.2f}% | {s['params']:,.0f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -56,6 +56,11 @@ def test_seeds_join_once_per_method_and_seed_with_sample_std():
     assert math.isnan(summary["fpgm"]["test_acc_std"])  # one seed: no spread, said as such
     assert pvt._finite(summary["fpgm"])["test_acc_std"] is None
     assert pvt.label("tp-group_l1", 2) == "Torch-Pruning group_l1 iterative x2"
+    mixed = [{**row("group_l1", 0, 0.2), "steps": 2}, row("fpgm", 0, 0.2), row("group_l1", 0, 0.2),
+             {**row("baseline", 0, 0.3), "steps": 0}, row("tp-group_l1", 0, 0.2)]
+    order = [(s["method"], s["steps"]) for s in pvt.summarise(mixed)]
+    assert order == [("baseline", 0), ("tp-group_l1", 1), ("group_l1", 1), ("fpgm", 1),
+                     ("group_l1", 2)]
 
 
 def test_soft_sharing_caption_states_its_own_budget():
