@@ -1,5 +1,6 @@
 """A prune run's report: `report.md` with the step table and PNG plots (metric against MACs with
-rollbacks marked, channels per layer before and after, sensitivity curves when present).
+rollbacks marked, channels per layer before and after, sensitivity curves when present, and for
+a multi-task run one plot per task: its own metric across the steps, against its own guard).
 
 Every number says where it comes from: the split (validation chose, test reports), the seed, and
 its spread (the test metric's binomial standard error; one seed has no spread over seeds, which
@@ -26,6 +27,7 @@ REPORT_FILE = "report.md"
 METRIC_PLOT = "metric_vs_macs.png"
 CHANNELS_PLOT = "channels.png"
 SENSITIVITY_PLOT = "sensitivity.png"
+TASK_PLOT = "task_{}.png"  # one per task of a multi-task run
 STEP_COLUMNS = ["step", "status", "target", "reached", "metric before fine-tune", "metric",
                 "params", "MACs", "latency ms (torch fp32, 1 thread, batch 1; median, IQR)",
                 "seconds", "note"]
@@ -150,6 +152,78 @@ def plot_metric_vs_macs(result: dict, path: Path, metric_name: str = "metric") -
     ax.invert_xaxis()  # pruning moves right to left: fewer MACs as the run goes on
     ax.grid(alpha=0.3)
     return _save_figure(fig, path)
+
+
+def task_series(result: dict) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Per task of a multi-task run (a baseline with several task metrics): (MMACs, metric)
+    points of the accepted path (baseline, then each accepted step after fine-tuning), of the
+    accepted steps before fine-tuning, and of rolled-back steps. {} for a one-metric run."""
+    metrics = result["baseline"].get("metrics") or {}
+    tasks = [t for t, v in metrics.items() if isinstance(v, (int, float))]
+    if len(tasks) < 2:
+        return {}
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for task in tasks:
+        accepted = [(float(_mmacs(result["baseline"]) or 0.0), float(metrics[task]))]
+        before: list[tuple[float, float]] = []
+        rolled: list[tuple[float, float]] = []
+        for step in (s for s in result["steps"] if s["status"] in PLOTTED):
+            value = (step.get("metrics") or {}).get(task)
+            if not isinstance(value, (int, float)):
+                continue
+            x = float(_mmacs(step) or 0.0)
+            (accepted if step["status"] == "accepted" else rolled).append((x, float(value)))
+            prior = step.get("metrics_before_finetune")
+            prior = prior.get(task) if isinstance(prior, dict) else None
+            if step["status"] == "accepted" and isinstance(prior, (int, float)):
+                before.append((x, float(prior)))
+        series[task] = {"accepted": accepted, "before fine-tune": before, "rolled back": rolled}
+    return series
+
+
+def plot_task(task: str, series: dict[str, list[tuple[float, float]]], path: Path,
+              guard: float | None = None) -> Path:
+    """One task's metric against MACs over the steps, with its guard when the run states one."""
+    fig = Figure(figsize=(5.6, 3.8))
+    ax = fig.add_subplot()
+    styles = {"accepted": ("-o", "tab:blue"), "before fine-tune": ("o", "0.55"),
+              "rolled back": ("x", "tab:red")}
+    for label, points in series.items():
+        if points:
+            fmt, color = styles.get(label, ("-o", "tab:green"))
+            ax.plot([p[0] for p in points], [p[1] for p in points], fmt, color=color, label=label)
+    if guard is not None:
+        ax.axhline(guard, color="tab:red", ls=":", lw=1, label="guard: baseline - max_drop")
+    ax.legend(fontsize=8, loc="best")
+    ax.set_xlabel("MACs (millions)")
+    ax.set_ylabel(task)
+    ax.set_title(f"task {task!r} over the pruning steps")
+    ax.invert_xaxis()
+    ax.grid(alpha=0.3)
+    return _save_figure(fig, path)
+
+
+def _task_guard(result: dict, task: str) -> float | None:
+    """The task's baseline metric minus its max_drop (one number for all, or per task)."""
+    drop = result.get("max_drop")
+    drop = drop.get(task) if isinstance(drop, dict) else drop
+    base = (result["baseline"].get("metrics") or {}).get(task)
+    if isinstance(drop, (int, float)) and isinstance(base, (int, float)):
+        return float(base) - float(drop)
+    return None
+
+
+def _task_lines(result: dict, run_dir: Path) -> list[str]:
+    """Markdown section of a multi-task run: one plot per task (written here)."""
+    series = task_series(result)
+    if not series:
+        return []
+    lines = ["## Per task", ""]
+    for task, points in series.items():
+        name = TASK_PLOT.format("".join(c if c.isalnum() or c in "-_" else "_" for c in task))
+        plot_task(task, points, run_dir / name, _task_guard(result, task))
+        lines += [f"![{task} over the steps]({name})", ""]
+    return lines
 
 
 def _guide_lines(ax: Any, result: dict) -> list:
@@ -363,6 +437,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
              "## Steps", "", *_step_lines(result)]
     plot_metric_vs_macs(result, run_dir / METRIC_PLOT, metric_name)
     lines += ["", f"![{metric_name} against MACs]({METRIC_PLOT})", ""]
+    lines += _task_lines(result, run_dir)
     before, after = result.get("channels_before") or {}, result.get("channels_after") or {}
     if before or after:
         plot_channels(before, after, run_dir / CHANNELS_PLOT)

@@ -1,6 +1,7 @@
 """A three-task model (detect + segment + classify on one MobileNetV2) from the real CLI: train,
 eval per task, predict (boxes, mask overlay, labels), prune with a guard per task, ONNX export
-with one named output per task. digits-detect is cut to 96 training canvases for speed."""
+with one named output per task, a report with one plot per task. digits-detect is cut to 96
+training canvases for speed."""
 import json
 from functools import partial
 
@@ -11,6 +12,7 @@ from leannet.data import registry
 from leannet.data.detection import digits_detect
 from leannet.data.images import read_image, write_image
 from leannet.measure import count_macs
+from leannet.report import task_series
 from tests.helpers import run_cli as cli
 
 TASKS = ("detect", "segment", "classify")
@@ -74,6 +76,12 @@ def test_three_task_model_end_to_end(monkeypatch, capsys, tmp_path, small_digits
     assert count_macs(small, shape) <= 0.55 * count_macs(model, shape)
     assert [c.out_channels for c in small.heads["detect"].predict] == [45, 45, 45]
     assert small.heads["segment"].high_classifier.out_channels == 11
+    code, stdout, err = cli(monkeypatch, capsys, "report", str(tmp_path / "pruned"))
+    assert code == 0, err
+    for task in TASKS:  # one plot per task: baseline, then the step
+        assert (tmp_path / "pruned" / f"task_{task}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(task_series(pruned)[task]["accepted"]) == 1 + (pruned["steps"][0]["status"]
+                                                                  == "accepted")
 
     code, stdout, err = cli(monkeypatch, capsys, "export", str(tmp_path / "pruned" / "model"),
                             "--format", "onnx", "--out", str(tmp_path / "export"))
