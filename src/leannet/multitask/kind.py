@@ -40,4 +40,5 @@ def build_multihead(source: DataSource, model: str, options: BuildOptions
 
 
 register_kind(TaskKind("multihead", build_multihead, heads_task_for,
-                       recipe={"optimizer": "adamw", "warmup_epochs": 1.0}))
+                       recipe={"optimizer": "adamw", "warmup_epochs": 1.0},
+                       planner=tied_column_planner))  # cross-stitch columns stay tied

@@ -1,10 +1,19 @@
-"""Pruning soft-sharing models with one tied plan: the same channels go in every column.
+"""Pruning soft-sharing and cross-stitch models with one tied plan: the same channels go in
+every column.
 
 A soft-sharing penalty compares corresponding parameters of the columns, so pruning must keep
 their shapes (and the meaning of each kept channel) identical. Importance is scored on the whole
 model, summed over the columns (weighted per task), planned once on the first column, and the
 plan is copied to every column. Hard-sharing models need nothing special: `leannet.Pruner`
 handles their dict outputs and protects every head's output.
+
+Cross-stitch columns are tied already where the stitch sums them (its inputs must match channel
+by channel); inside a stage each column would otherwise be pruned on its own, so column k's
+channel j would no longer correspond to column 0's, and the stitches would mix unrelated
+features once training moves them off the identity. `stitched_plan` ties the corresponding
+channels of every column in a second trace (one removable channel per index across columns,
+scored by the sum of the columns' scores), plans there, and writes the plan for the model's own
+graph, so the same indices go in every column and load replays it as any plan.
 """
 from __future__ import annotations
 
@@ -15,6 +24,7 @@ from torch import nn
 
 from leannet.errors import LeannetError
 from leannet.prune import Pruner, PruningPlan
+from leannet.nn.between import CrossStitch
 from leannet.nn.sharing import SoftSharing
 from leannet.multitask.weighting import check_weights
 
@@ -89,8 +99,103 @@ def plan_from_pruner(pruner: Any, target: Any, task_weights: dict[str, float] | 
 
 def tied_column_planner(model: nn.Module) -> Callable[[Any, Any], Any] | None:
     """For `iterative_prune(planner=...)`: soft-sharing columns are planned together (one tied
-    plan), any other model by the pruner's own ranking (None)."""
-    return plan_from_pruner if isinstance(model, SoftSharing) else None
+    plan), cross-stitch columns with their channels tied (`stitched_plan`), any other model by
+    the pruner's own ranking (None)."""
+    if isinstance(model, SoftSharing):
+        return plan_from_pruner
+    return stitched_plan if _stitch_columns(model) else None
+
+
+def _stitch_columns(model: nn.Module) -> list[list[str]]:
+    """Per CrossStitch module of `model`, the name prefix of each of its columns."""
+    return [[f"{name}.columns.{c}." if name else f"columns.{c}." for c in range(len(m.columns))]
+            for name, m in model.named_modules() if isinstance(m, CrossStitch)]
+
+
+def _column_tasks(model: nn.Module, count: int) -> list[str | None]:
+    """The task of each column (a multi-head model's columns are in head order)."""
+    tasks = list(getattr(model, "task_names", []) or [])
+    return [tasks[c] if len(tasks) == count else None for c in range(count)]
+
+
+def stitched_plan(pruner: Any, target: Any) -> Any:
+    """A plan for `pruner`'s model (which has CrossStitch columns) that removes the same channel
+    indices from every column: planned on a trace whose corresponding column channels are tied,
+    scored by the columns' scores summed (weighted by the pruner's task weights), and written
+    group by group for the pruner's own graph. Cost fractions are exact (the tied trace counts
+    every column)."""
+    model = pruner.model
+    columns = _stitch_columns(model)
+    if target.kind()[0] == "latency":
+        raise LeannetError("a cross-stitch model is planned by MACs, params or channels (the "
+                           "iterative loop plans latency by MACs)")
+    if not columns:
+        raise LeannetError(f"{type(model).__name__} has no cross-stitch columns to tie")
+    untied = pruner.graph
+    scores = pruner.scores()
+    tied = Pruner(model, pruner.example_inputs, criterion=lambda group, _m: summed[group.name],
+                  ignore=pruner.ignore, global_ranking=pruner.global_ranking,
+                  leaf_modules=pruner.leaf_modules, seed=pruner.seed,
+                  rules=list(pruner.rules.extra.values()), layer_norm=pruner.rules.layer_norm)
+    graph = tied.graph
+    if graph.uf.size != untied.uf.size:
+        raise LeannetError("the model traced differently twice; cannot tie its columns")
+    graph.uf.protect(np.nonzero(untied.uf.is_protected(np.arange(untied.uf.size)))[0])
+    first, second = _column_pairs(graph, columns)
+    graph.tie(first, second)
+    weights = dict(pruner.task_weights or {})
+    by_root: dict[int, float] = {}
+    for group in untied.groups:  # each column's scores land on the tied channel they became
+        weight = _column_weight(group, columns, model, weights)
+        for root, value in zip(graph.uf.roots(group.channels).tolist(),
+                               np.asarray(scores.get(group.name, np.ones(group.size)), float)):
+            by_root[root] = by_root.get(root, 0.0) + weight * float(value)
+    summed = {g.name: np.array([by_root.get(int(r), 0.0) for r in g.channels]) for g in graph.groups}
+    plan = tied.plan(target)
+    removed = plan.removed_mask(graph)
+    groups = {}
+    for group in untied.groups:
+        gone = removed[graph.uf.roots(group.channels)]
+        if gone.any():
+            groups[group.name] = {"size": group.size,
+                                  "keep": np.nonzero(~gone)[0].astype(int).tolist()}
+    criterion = pruner.criterion
+    out = PruningPlan(groups, {**plan.meta, "tied_stitch_columns": columns,
+                               "criterion": getattr(criterion, "__name__", criterion)})
+    out.meta["removed_channels"] = out.removed_channels
+    return out
+
+
+def _column_pairs(graph: Any, columns: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Atoms of each member of a later column and of the same member of the first column."""
+    members = {m.key: m for m in graph.members}
+    first, second = [], []
+    for prefixes in columns:
+        head = prefixes[0]
+        for member in graph.members:
+            for prefix in prefixes[1:]:
+                if not member.module.startswith(prefix):
+                    continue
+                twin = members.get(head + member.key[len(prefix):])
+                if twin is None or len(twin.atoms) != len(member.atoms):
+                    raise LeannetError(f"cross-stitch column layer {member.module!r} has no twin "
+                                       f"of the same width in the first column")
+                first.append(twin.atoms)
+                second.append(member.atoms)
+    if not first:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(first), np.concatenate(second)
+
+
+def _column_weight(group: Any, columns: list[list[str]], model: nn.Module,
+                   weights: dict[str, float]) -> float:
+    """A group inside one column counts with its task's weight; anything else with 1."""
+    for prefixes in columns:
+        tasks = _column_tasks(model, len(prefixes))
+        for prefix, task in zip(prefixes, tasks):
+            if task is not None and all(m.module.startswith(prefix) for m in group.members):
+                return float(weights.get(task, 1.0))
+    return 1.0
 
 
 def _check_soft(model: nn.Module) -> None:

@@ -322,6 +322,17 @@ class ChannelGraph:
         for group in self.groups:
             group.protected = self.uf.protected[self.uf.roots(group.channels)].copy()
 
+    def tie(self, first: np.ndarray, second: np.ndarray) -> None:
+        """Make channel first[i] and second[i] one removable channel for every i (atoms of two
+        members that must keep corresponding channels, e.g. the task columns of a cross-stitch
+        model), and rebuild the groups."""
+        first, second = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
+        if first.shape != second.shape:
+            raise LeannetError(f"cannot tie {first.size} channels to {second.size}")
+        self.uf.union_arrays(first, second)
+        self.groups = self._build_groups()
+        self.by_name = {g.name: g for g in self.groups}
+
     def protection_report(self) -> list[tuple[str, str, int, list[str], type | None]]:
         """(kind, why, protected channels, example places, block type) per cause, most channels
         first. A channel protected by several causes counts for each."""
