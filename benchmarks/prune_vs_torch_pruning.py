@@ -284,7 +284,8 @@ def summarise(rows: list[dict]) -> list[dict]:
                                  "seeds": sorted(r["seed"] for r in runs)}
         for key in ("test_acc", "val_acc", "val_acc_before_ft", "macs_fraction", "params",
                     "wall_s"):
-            values = [r[key] for r in runs if r.get(key) is not None]
+            values = [r[key] for r in runs  # no value (or NaN, in older parts): left out
+                      if r.get(key) is not None and not math.isnan(r[key])]
             entry[key] = statistics.fmean(values) if values else math.nan
             entry[key + "_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
         summary.append(entry)
