@@ -1,6 +1,8 @@
 """A prune run's report: `report.md` with the step table and PNG plots (metric against MACs with
 rollbacks marked, channels per layer before and after, sensitivity curves when present, and for
 a multi-task run one plot per task: its own metric across the steps, against its own guard).
+A multi-task training run (history.jsonl, no prune result) gets one plot per task too: each of
+its validation metrics across the epochs.
 
 Every number says where it comes from: the split (validation chose, test reports), the seed, and
 its spread (the test metric's binomial standard error; one seed has no spread over seeds, which
@@ -421,9 +423,82 @@ def _provenance_lines(result: dict) -> list[str]:
     return lines
 
 
+def epoch_series(history: list[dict]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Per task of a multi-task training history: each of its validation metrics (keys
+    `task/metric`, losses left out) as (epoch, value) points. {} for a one-task run."""
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for record in history:
+        for key, value in record.items():
+            if "/" in key and isinstance(value, (int, float)) and not key.endswith("loss"):
+                task, metric = key.split("/", 1)
+                series.setdefault(task, {}).setdefault(metric, []).append(
+                    (float(record.get("epoch", 0)), float(value)))
+    return series if len(series) >= 2 else {}
+
+
+def plot_epochs(task: str, series: dict[str, list[tuple[float, float]]], path: Path) -> Path:
+    """One task's validation metrics across the training epochs."""
+    fig = Figure(figsize=(5.6, 3.8))
+    ax = fig.add_subplot()
+    for metric, points in series.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], "-o", ms=3, label=metric)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{task} (validation)")
+    ax.set_title(f"task {task!r} over the training epochs")
+    ax.grid(alpha=0.3)
+    return _save_figure(fig, path)
+
+
+def _training_history(run_dir: Path) -> list[dict] | None:
+    """The epochs of a training run folder (history.jsonl and no prune or sensitivity result),
+    else None."""
+    path = run_dir / "history.jsonl"
+    if not path.is_file() or (run_dir / "sensitivity.json").exists():
+        return None
+    result = _read_json(run_dir / "result.json", required=False)
+    if result is not None and {"baseline", "steps"} & set(result):
+        return None
+    history = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise LeannetError(f"{path}:{number} is not valid JSON ({err})") from None
+        if not isinstance(record, dict):
+            raise LeannetError(f"{path}:{number} should hold a JSON object per epoch")
+        history.append(record)
+    return history
+
+
+def _write_training_report(run_dir: Path, history: list[dict]) -> Path:
+    """report.md of a training run: per task, its validation metrics across the epochs."""
+    series = epoch_series(history)
+    if not series:
+        raise LeannetError(f"{run_dir} is a training run of one task; `leannet report` plots "
+                           "prune and sensitivity runs, and training runs of several tasks")
+    lines = [f"# Training report: {run_dir.name}", "", f"{len(history)} epochs; validation "
+             "metrics per task (the best epoch by the main metric is the saved model).", "",
+             "## Per task", ""]
+    for task, points in series.items():
+        name = TASK_PLOT.format("".join(c if c.isalnum() or c in "-_" else "_" for c in task))
+        plot_epochs(task, points, run_dir / name)
+        lines += [f"![{task} over the epochs]({name})", ""]
+        lines += _table(["epoch", *points], [[_fmt(e), *[_fmt(dict(p).get(e)) for p in
+                                                          points.values()]]
+                                             for e, _ in next(iter(points.values()))]) + [""]
+    return atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines).rstrip() + "\n")
+
+
 def write_report(run_dir: str | os.PathLike) -> Path:
-    """Write report.md and its PNG plots into a prune run folder; returns the report's path."""
+    """Write report.md and its PNG plots into a prune run folder (or a multi-task training run
+    folder); returns the report's path."""
     run_dir = Path(run_dir)
+    history = _training_history(run_dir) if run_dir.is_dir() else None
+    if history is not None:
+        return _write_training_report(run_dir, history)
     result, sensitivity = read_run(run_dir)
     if result is None:
         assert sensitivity is not None  # read_run returns at least one of the two

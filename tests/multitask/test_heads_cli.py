@@ -42,6 +42,10 @@ def test_three_task_model_end_to_end(monkeypatch, capsys, tmp_path, small_digits
     for task in TASKS:  # every head learns: its own training loss falls from epoch 1 to 2
         assert history[1][f"{task}/train_loss"] < history[0][f"{task}/train_loss"], task
     assert "classify/accuracy" in stdout
+    code, stdout, err = cli(monkeypatch, capsys, "report", str(run))  # per task, per epoch
+    assert code == 0, err
+    for task in TASKS:
+        assert (run / f"task_{task}.png").read_bytes()[:4] == b"\x89PNG"
     model = load(run / "model")
     assert model.leannet_config["name"] == "multi_head" and model.task_names == list(TASKS)
 

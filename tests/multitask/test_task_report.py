@@ -1,11 +1,12 @@
 """`leannet report` on a multi-task prune run: one PNG per task, each with that task's points
 (baseline and accepted steps on the path, accepted steps before fine-tuning, rolled-back steps)
-and its own guard; a one-metric run gets none."""
+and its own guard; a one-metric run gets none. A multi-task training run gets one plot per task
+across the epochs."""
 import json
 
 from PIL import Image
 
-from leannet.report import TASK_PLOT, task_series, write_report
+from leannet.report import TASK_PLOT, epoch_series, task_series, write_report
 from tests.helpers import run_cli
 
 BASE = {"metric": 0.5, "metrics": {"detect": 0.30, "segment": 0.60, "classify": 0.90},
@@ -71,3 +72,29 @@ def test_a_one_metric_run_has_no_task_plots(tmp_path):
     assert task_series(result) == {}
     write_report(run)
     assert not list(run.glob("task_*.png")) and "Per task" not in (run / "report.md").read_text()
+
+
+def test_a_multi_task_training_run_gets_a_plot_per_task_across_epochs(tmp_path, monkeypatch,
+                                                                      capsys):
+    run = tmp_path / "train"
+    run.mkdir()
+    history = [{"epoch": e, "loss": 3.0 / e, "detect/map50": 0.1 * e, "detect/map": 0.05 * e,
+                "detect/train_loss": 2.0 / e, "segment/miou": 0.2 * e,
+                "segment/pixel_accuracy": 0.3 * e, "classify/accuracy": 0.25 * e, "lr": 0.01}
+               for e in (1, 2, 3)]
+    (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    (run / "result.json").write_text(json.dumps({"metrics": history[-1]}))
+    code, stdout, err = run_cli(monkeypatch, capsys, "report", str(run))
+    assert code == 0, err
+    report = (run / "report.md").read_text()
+    series = {"detect": ["map50", "map"], "segment": ["miou", "pixel_accuracy"],
+              "classify": ["accuracy"]}
+    for task in series:
+        _png_size(run / TASK_PLOT.format(task))
+        assert f"]({TASK_PLOT.format(task)})" in report
+    got = epoch_series(history)
+    assert {t: list(m) for t, m in got.items()} == series  # losses are not plotted
+    assert got["segment"]["miou"] == [(1.0, 0.2), (2.0, 0.4), (3.0, 0.2 * 3)]
+    (run / "history.jsonl").write_text('{"epoch": 1, "accuracy": 0.5}\n')
+    code, _, err = run_cli(monkeypatch, capsys, "report", str(run))
+    assert code == 2 and "training run of one task" in err and err.strip().count("\n") == 0
