@@ -35,6 +35,7 @@ from leannet._torch import seed_all
 from leannet.errors import LeannetError, UnreachableTarget
 from leannet.measure import count_macs, count_params, torch_latency
 from leannet.prune.criteria import check_criterion
+from leannet.prune.cost import CostModel
 from leannet.prune.plan import Target
 from leannet.prune.planners import Planner, by_layer_ratios, by_score
 from leannet.prune.pruner import Pruner
@@ -85,22 +86,30 @@ class CostMeter:
     """
 
     def __init__(self, example_inputs: torch.Tensor, count_channels: Callable[[nn.Module], int],
-                 latency_runs: int = 20) -> None:
+                 latency_runs: int = 20,
+                 estimate_latency: Callable[[nn.Module], float] | None = None) -> None:
         self.example_inputs = example_inputs
         self.count_channels = count_channels
         self.latency_runs = latency_runs
+        self.estimate_latency = estimate_latency
 
     def snapshot(self, model: nn.Module) -> dict[str, Any]:
-        """Params, MACs, median latency and prunable channels of `model`."""
+        """Params, MACs, median latency and prunable channels of `model`; "latency" is the cost
+        a latency target is steered by: the measured per-layer table's estimate when the run
+        has one (deterministic, in the runtime that ships), else the torch eager median."""
         single = self.example_inputs[:1]
         latency = torch_latency(model, single, runs=self.latency_runs, warmup=3, warn=False)
-        return {
+        out = {
             "params": count_params(model),
             "macs": count_macs(model, single),
             "latency_ms": round(latency.median_ms, 4),
             "latency_detail": latency.to_dict(),  # median with its spread and conditions
+            "latency": latency.median_ms,
             "channels": self.count_channels(model),
         }
+        if self.estimate_latency is not None:
+            out["latency"] = out["latency_estimated_ms"] = round(self.estimate_latency(model), 6)
+        return out
 
 
 def _as_metrics(value: float | Mapping[str, float]) -> Metrics:
@@ -281,7 +290,9 @@ class IterativeRun:
         # the planner: the caller's (e.g. tied soft-sharing columns), per-layer ratios, or scores
         self.planner: Planner = planner or (by_layer_ratios(settings.layer_keep)
                                             if settings.layer_keep else by_score)
-        self.meter = CostMeter(example_inputs, self._channels)
+        self.latency_model = settings.pruner_options.get("latency_model")
+        self.meter = CostMeter(example_inputs, self._channels, estimate_latency=(
+            self._estimated_latency if self.latency_model is not None else None))
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if self.checkpoint_dir is not None and not hasattr(model, "leannet_config"):
             raise LeannetError("checkpointing needs a model built by leannet.create_model")
@@ -347,8 +358,10 @@ class IterativeRun:
                         **self.settings.pruner_options)
         current = state.current[self.cost] or 1
         relative = min(1.0, proposed * state.baseline[self.cost] / current)
-        # latency is planned by MACs; so are channels when per-layer ratios do the planning
-        by_macs = self.cost == "latency" or (self.cost == "channels" and self.settings.layer_keep)
+        # latency is planned by MACs unless a measured per-layer table estimates it; so are
+        # channels when per-layer ratios do the planning
+        by_macs = (self.cost == "latency" and self.latency_model is None) or (
+            self.cost == "channels" and self.settings.layer_keep)
         kind = "macs" if by_macs else self.cost
         step_target = self.target.keeping(kind, relative, **self._floors())
         if self.calibrate is not None:
@@ -438,6 +451,12 @@ class IterativeRun:
         options = {k: v for k, v in self.settings.pruner_options.items() if k != "task_weights"}
         return Pruner(model, self.example_inputs, criterion="l1", **options).graph.prunable_channels()
 
+    def _estimated_latency(self, model: nn.Module) -> float:
+        """ms of `model` by the run's measured per-layer latency table."""
+        options = {k: v for k, v in self.settings.pruner_options.items() if k != "task_weights"}
+        graph = Pruner(model, self.example_inputs, criterion="l1", **options).graph
+        return CostModel(model, graph, self.latency_model).latency()
+
     def _weight_pruner(self) -> Pruner:
         """A Pruner by weight magnitude on a copy of the model (no data needed), for the checks
         made once before a run."""
@@ -447,7 +466,7 @@ class IterativeRun:
     def check_reachable(self) -> None:
         """Plan the final target once, by weight magnitude, before any work: floors, protected
         channels and per-layer limits that rule it out are an error now, not after 20 attempts."""
-        if self.settings.layer_keep or self.cost == "latency":
+        if self.settings.layer_keep or (self.cost == "latency" and self.latency_model is None):
             return  # planned by bisection / by MACs step by step; each step reports its own limit
         pruner = self._weight_pruner()
         self._initial_graph = pruner.graph  # traced once: `start` reads the group sizes from it

@@ -73,7 +73,9 @@ def prune(
                                              "fpgm or random"),
     target_macs: Optional[float] = typer.Option(None, help="fraction of MACs to keep"),
     target_params: Optional[float] = typer.Option(None, help="fraction of parameters to keep"),
-    target_latency: Optional[float] = typer.Option(None, help="fraction of measured CPU latency"),
+    target_latency: Optional[float] = typer.Option(
+        None, help="fraction of the latency to keep in --runtime at --precision, planned on a "
+                   "per-layer table measured there (--runtime torch: torch eager, by MACs)"),
     target_channels: Optional[float] = typer.Option(None, help="fraction of channels to keep"),
     max_drop: str = typer.Option("0.01", help="allowed absolute metric drop from the baseline; "
                                               "per task as 'left=0.01,right=0.01'"),

@@ -28,11 +28,12 @@ from leannet.measure import file_size
 from leannet.iterative import DATA_DRIVEN, STATE_FILE, IterativeResult, RunSettings, iterative_prune
 from leannet.data.loaders import calibration_loader, make_loaders
 from leannet.deploy.alignment import auto_round_to
+from leannet.deploy.latency import layer_latency_model
 from leannet.deploy.runtimes import PRECISIONS, get_runtime
 from leannet.train.distill import DistillConfig, distilling, frozen_teacher
 from leannet.train.evaluation import split_facts, test_metrics
 from leannet.train.fit import AMP_DTYPES, evaluate, fit
-from leannet.prune import Target
+from leannet.prune import LatencyModel, Target
 from leannet.prune.sensitivity import ratios_from_sensitivity, sensitivity_analysis
 from leannet.report import plot_sensitivity
 from leannet.report import write_report
@@ -245,12 +246,34 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
     with distributed.output_folder(job.out, job.force, resume_marker=marker) as work:
         settings.layer_keep = _layer_keep(job, work)
         settings.run_label = _run_label(job, bench.data)
+        if "latency" in job.target and job.runtime != "torch":
+            settings.pruner_options["latency_model"] = _latency_model(job, bench, work)
         outcome = iterative_prune(
             bench.model, finetune, score, target, bench.example_inputs, settings=settings,
             calibrate=calibrate, checkpoint_dir=work, resume=job.resume, on_attempt=on_attempt,
             planner=planner_for(bench.model))
         result = finish_run(job, work, bench.model, outcome, bench.data, bench)
     return result
+
+
+LATENCY_TABLE = "latency_table.json"
+
+
+def _latency_model(job: PruneJob, bench: Workbench, work: Path) -> LatencyModel:
+    """The per-layer latency table of the unpruned model in --runtime at --precision (one
+    thread, batch 1), measured once and kept in the run folder, so a resumed run plans on the
+    same table: a --target-latency is then a fraction of the latency there, not in torch."""
+    path = work / LATENCY_TABLE
+    if job.resume and path.is_file():
+        try:
+            return LatencyModel.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError) as err:
+            raise LeannetError(f"{path} is not a readable latency table ({err}); resume "
+                               "needs the table the run was planned on") from None
+    table = layer_latency_model(bench.model, bench.example_inputs, job.runtime, job.precision,
+                                threads=1)
+    files.atomic_write_json(path, table.to_dict())
+    return table
 
 
 def _run_label(job: PruneJob, data: str) -> str:

@@ -10,10 +10,11 @@ layer type), `criteria/` (Criterion classes and calibration), `plan`/`select`/`c
 """
 from leannet.prune.capture.graph import ChannelGroup, build_graph
 from leannet.prune.criteria import CRITERIA, DATA_CRITERIA, Criterion, register_criterion
+from leannet.prune.cost import LatencyModel
 from leannet.prune.plan import PruningPlan, Target
 from leannet.prune.pruner import Pruner, apply_plan
 from leannet.prune.rules import LayerRule, MemberKind
 
-__all__ = ["Pruner", "Target", "PruningPlan", "apply_plan", "ChannelGroup", "build_graph",
-           "CRITERIA", "DATA_CRITERIA", "Criterion", "register_criterion", "LayerRule",
+__all__ = ["Pruner", "Target", "PruningPlan", "LatencyModel", "apply_plan", "ChannelGroup",
+           "build_graph", "CRITERIA", "DATA_CRITERIA", "Criterion", "register_criterion", "LayerRule",
            "MemberKind"]

@@ -10,7 +10,7 @@ from torch import nn
 from leannet._torch import to_device
 from leannet.errors import LeannetError
 from leannet.prune.capture.graph import ChannelGraph, ChannelGroup, build_graph
-from leannet.prune.cost import CostModel
+from leannet.prune.cost import CostModel, LatencyModel
 from leannet.prune.criteria import ActivationStats, Criterion, calibrate, get_criterion
 from leannet.prune.latency import plan_for_latency
 from leannet.prune.plan import PruningPlan, Target, record_plan
@@ -30,7 +30,10 @@ class Pruner:
     over the built-in ones for their layer types. `layer_norm`: "exact" (LayerNorm channels are
     protected, the default) or "prune" (they are pruned although removing one changes the others'
     statistics; `apply` then measures the output change, in `output_change` and the plan's meta,
-    and fine-tuning has to recover it).
+    and fine-tuning has to recover it). `latency_model`: a measured per-layer latency table
+    (`leannet.deploy.latency.layer_latency_model`); with it a latency target is planned on the
+    table's estimate, channels ranked by importance per millisecond saved, instead of by
+    bisection over MACs with a clock.
     """
 
     def __init__(self, model: nn.Module, example_inputs: Any,
@@ -39,7 +42,7 @@ class Pruner:
                  task_weights: dict[str, float] | None = None,
                  leaf_modules: Iterable[Any] = (), seed: int = 0,
                  rules: Iterable[LayerRule | type[LayerRule]] = (),
-                 layer_norm: str = "exact") -> None:
+                 layer_norm: str = "exact", latency_model: LatencyModel | None = None) -> None:
         self._criterion = get_criterion(criterion)
         self.model = model
         first = next(model.parameters(), None)  # example inputs follow the model's device
@@ -52,6 +55,7 @@ class Pruner:
         self.leaf_modules = list(leaf_modules)
         self.seed = seed
         self.rules = RuleSet(rules, layer_norm)
+        self.latency_model = latency_model
         self.output_change: float | None = None
         self._stats: ActivationStats | None = None
         self._graph: ChannelGraph | None = None
@@ -135,11 +139,11 @@ class Pruner:
         if not isinstance(target, Target):
             raise LeannetError(f"plan() needs a leannet.Target, got {type(target).__name__}")
         kind, fraction = target.kind()
-        if kind == "latency":
-            return plan_for_latency(self, target)
+        if kind == "latency" and self.latency_model is None:
+            return plan_for_latency(self, target)  # measured: bisection over MACs
         graph = self.graph
         scores = self.scores()
-        cost = CostModel(self.model, graph)
+        cost = CostModel(self.model, graph, self.latency_model)
         kept = select(graph, scores, target, cost, self.global_ranking)
         groups = plan_groups(graph, scores, target, kept)
         plan = PruningPlan(groups, {"criterion": self._criterion.name or repr(self._criterion),
@@ -151,6 +155,10 @@ class Pruner:
         plan.meta.update({"macs_fraction": cost.macs() / cost.macs0 if cost.macs0 else 1.0,
                           "params_fraction": cost.params() / cost.params0,
                           "removed_channels": plan.removed_channels})
+        if self.latency_model is not None:  # estimated from the measured per-layer table
+            plan.meta["latency_fraction"] = cost.latency() / cost.latency0
+            plan.meta["latency_runtime"] = {k: self.latency_model.meta.get(k) for k in
+                                            ("runtime", "precision", "threads")}
         return plan
 
     def pruned_copy(self, plan: PruningPlan | dict) -> nn.Module:

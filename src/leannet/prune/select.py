@@ -119,7 +119,7 @@ def _meets(choices, kept, kind, fraction, cost) -> tuple[bool, float]:
         value = now / total if total else 1.0
     else:
         _apply(choices, kept, cost)
-        base = cost.macs0 if kind == "macs" else cost.params0
+        base = cost.base(kind)
         value = cost.value(kind) / base if base else 1.0
     return value <= fraction + 1e-9, value
 
@@ -180,6 +180,8 @@ def _global(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
             kept[name] = b
         return kept
 
+    if kind == "latency":
+        units = _per_ms(units, free, cost)
     units.sort(key=lambda u: (u[0], u[1], u[2]))
     ok, best = _meets(choices, kept_after(len(units)), kind, fraction, cost)
     if not ok:
@@ -192,6 +194,31 @@ def _global(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
         else:
             low = mid + 1
     return _refine_last(choices, units, low, kept_after, kind, fraction, cost)
+
+
+def _per_ms(units: list, free: list[GroupChoice], cost: CostModel) -> list:
+    """Importance per millisecond: each unit's score divided by the time removing it alone saves
+    (relative to the mean unit), so that channels where the runtime pays most per unit of
+    importance go first (NetAdapt's and HALP's trade, on the measured per-layer table)."""
+    saved = []
+    for _, gi, ui, _, _ in units:
+        c = free[gi]
+        a, b = c.allowed[ui], c.allowed[ui + 1]
+        cost.reset()
+        cost.remove(c.group.channels[c.order[c.group.size - a: c.group.size - b]])
+        saved.append(max(cost.latency0 - cost.latency(), 0.0))
+    cost.reset()
+    mean = float(np.mean(saved)) if saved else 0.0
+    if mean <= 0:
+        return units
+    floor = 1e-3 * mean  # a unit that saves nothing is ranked as if it saved very little
+    out: list = []
+    running: dict[int, float] = {}
+    for u, ms in zip(units, saved):  # a group's units stay in order: its weakest channels first
+        key = max(u[0] / (max(ms, floor) / mean), running.get(u[1], -np.inf))
+        running[u[1]] = key
+        out.append((key,) + tuple(u[1:]))
+    return out
 
 
 def _refine_last(choices, units, low, kept_after, kind, fraction, cost, tolerance: float = 0.01,
