@@ -2,7 +2,8 @@
 
 A model folder rebuilds its model from JSON alone: the registry name and kwargs (a zoo model,
 `torchvision:NAME` or `timm:NAME`, is rebuilt by its zoo's constructor, recorded under "zoo"),
-then every pruning plan replayed in order, then the weights. Nothing in it can execute code when
+then every pruning plan replayed in order (channel plans, and depth plans that remove whole
+residual blocks), then the weights. Nothing in it can execute code when
 loaded.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from leannet.files import (atomic_write, atomic_write_json, atomic_write_text,  
                            follow_umask, prepare_out_dir, recover_dir, replace_dir)
 from leannet.models import create_model, model_config, model_input_shape
 from leannet.prune import apply_plan
+from leannet.prune.depth import depth_plan_blocks, remove_blocks
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -96,7 +98,11 @@ def load(path: str | Path) -> nn.Module:
     model_config(model).update({k: v for k, v in config.items()  # e.g. the training source
                                  if k not in ("name", "kwargs", "plans", "leannet_version")})
     for plan in config.get("plans", []):
-        apply_plan(model, plan, torch.zeros(model_input_shape(model, 2)))  # records it again
+        blocks = depth_plan_blocks(plan)
+        if blocks is not None:  # whole residual blocks removed (records it again)
+            remove_blocks(model, blocks)
+        else:
+            apply_plan(model, plan, torch.zeros(model_input_shape(model, 2)))  # records it again
     model.load_state_dict(_read_weights(path, model))
     model.eval()
     return model

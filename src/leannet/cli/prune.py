@@ -77,6 +77,10 @@ def prune(
         None, help="fraction of the latency to keep in --runtime at --precision, planned on a "
                    "per-layer table measured there (--runtime torch: torch eager, by MACs)"),
     target_channels: Optional[float] = typer.Option(None, help="fraction of channels to keep"),
+    remove_blocks: Optional[int] = typer.Option(
+        None, help="depth pruning instead of a target: remove this many residual / inverted-"
+                   "residual blocks (those whose branch adds least on --calib-split), then "
+                   "fine-tune; guarded by --max-drop"),
     max_drop: str = typer.Option("0.01", help="allowed absolute metric drop from the baseline; "
                                               "per task as 'left=0.01,right=0.01'"),
     steps: int = typer.Option(5, help="number of pruning steps"),
@@ -145,7 +149,7 @@ def prune(
                    seed=seed, sensitivity_dir=sensitivity, device=device, amp=amp,
                    channels_last=channels_last, compile=compile, workers=workers,
                    calib_split=calib_split, calibration_batches=calib_batches,
-                   val_fraction=val_fraction)
+                   val_fraction=val_fraction, remove_blocks=remove_blocks)
     if distill:
         from leannet.train.distill import DistillConfig
 
@@ -155,6 +159,9 @@ def prune(
     result = run_prune_job(job, on_attempt=print_attempt if is_main() else None)
     if is_main():  # under torchrun, one summary
         print_summary(result)
+        if "removed_blocks" in result:
+            removed = ", ".join(result["removed_blocks"]) or "none (the guard rolled it back)"
+            console.print(f"removed blocks: {removed}")
         console.print(f"model: {result['model']}   report: {result['report']}")
 
 

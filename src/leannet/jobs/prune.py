@@ -6,8 +6,10 @@ the pruned model folder, `result.json` and the report.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
+import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +27,8 @@ from leannet.files import check_out_dir, output_folder
 from leannet.train.build import check_fits, source_for_model
 from leannet.train.kinds import planner_for
 from leannet.measure import file_size
-from leannet.iterative import DATA_DRIVEN, STATE_FILE, IterativeResult, RunSettings, iterative_prune
+from leannet.iterative import (DATA_DRIVEN, STATE_FILE, CostMeter, IterativeResult, RunSettings,
+                               iterative_prune)
 from leannet.data.loaders import calibration_loader, make_loaders
 from leannet.deploy.alignment import auto_round_to
 from leannet.deploy.latency import layer_latency_model
@@ -33,7 +36,8 @@ from leannet.deploy.runtimes import PRECISIONS, get_runtime
 from leannet.train.distill import DistillConfig, distilling, frozen_teacher
 from leannet.train.evaluation import split_facts, test_metrics
 from leannet.train.fit import AMP_DTYPES, evaluate, fit
-from leannet.prune import LatencyModel, Target
+from leannet.prune import LatencyModel, Pruner, Target
+from leannet.prune.depth import plan_depth, remove_blocks
 from leannet.prune.sensitivity import ratios_from_sensitivity, sensitivity_analysis
 from leannet.report import plot_sensitivity
 from leannet.report import write_report
@@ -77,6 +81,7 @@ class PruneJob:
     compile: bool = False
     workers: int = 0  # DataLoader worker processes
     distill: DistillConfig | None = None  # fine-tune distilled from the unpruned model
+    remove_blocks: int | None = None  # depth pruning: remove this many residual blocks instead
 
 
 @dataclass
@@ -122,6 +127,8 @@ def make_callables(bench: Workbench, job: PruneJob) -> tuple[Callable, Callable,
     teacher = frozen_teacher(bench.model) if job.distill is not None else None  # unpruned
 
     def finetune(model: nn.Module) -> None:
+        if job.finetune_epochs == 0:  # --finetune-epochs 0: judge the pruned model as it is
+            return
         seed = int(torch.randint(0, 2**31 - 1, (1,)))  # drawn from the attempt's reseeded RNG
         train_loader, _ = make_loaders(bench.source, job.batch_size, seed=seed,
                                        workers=job.workers)
@@ -207,6 +214,15 @@ def check_prune_job(job: PruneJob) -> None:
     if source == out or out in source.parents:
         raise LeannetError(f"--out {job.out} holds the model being pruned ({job.model_dir}); "
                            "choose another output folder (--force cannot replace the input)")
+    if job.remove_blocks is not None:
+        checks.number("--remove-blocks", job.remove_blocks, low=1, integer=True)
+        if job.target:
+            raise LeannetError("--remove-blocks removes whole blocks on its own; drop the "
+                               f"--target-{next(iter(job.target))} option, and prune channels "
+                               "of its output model with a second `leannet prune`")
+        if job.resume or job.sensitivity_dir is not None:
+            raise LeannetError("--remove-blocks is one step: --resume and --sensitivity do not "
+                               "apply to it")
     if not job.resume:
         check_out_dir(job.out, job.force)
 
@@ -220,6 +236,8 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
     """
 
     check_prune_job(job)
+    if job.remove_blocks is not None:
+        return run_depth_job(job, on_attempt)
     distributed.init_from_env(job.device)  # under torchrun: join the group (else nothing)
     distributed.barrier()  # every rank checked --out before rank 0 writes it
     if distributed.active() and "latency" in job.target:
@@ -274,6 +292,73 @@ def _latency_model(job: PruneJob, bench: Workbench, work: Path) -> LatencyModel:
                                 threads=1)
     files.atomic_write_json(path, table.to_dict())
     return table
+
+
+def run_depth_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
+                  ) -> dict[str, Any]:
+    """`leannet prune --remove-blocks N`: remove the N residual blocks whose branch adds least
+    on the calibration split (`plan_depth`), fine-tune, and keep the result only if the guard
+    (--max-drop against the unpruned model, validation split) holds; else the model is kept
+    whole and `target_reached` is false. One step, so one record in result.json's `steps`.
+
+    The saved model folder records the depth plan, so `eval`, `quantize`, `bench` and
+    `predict` reopen it, and a later `leannet prune` can narrow what is left.
+    """
+    assert job.remove_blocks is not None
+    if distributed.active():
+        raise LeannetError("--remove-blocks under torchrun is not supported; run it in one "
+                           "process")
+    bench = open_workbench(job.model_dir, job.data, job.data_root, job.batch_size, job.seed,
+                           job.val_fraction)
+    _check_task_names(bench.task, job)
+    device = distributed.local_device(job.device)
+    bench.model.to(device)
+    # a model without removable blocks, or fewer than asked, is refused before any work
+    plan_depth(bench.model, [bench.example_inputs.to(device)], job.remove_blocks)
+    finetune, score, _ = make_callables(bench, job)
+    meter = CostMeter(bench.example_inputs, lambda m: Pruner(
+        m, bench.example_inputs, criterion="l1").graph.prunable_channels())
+    job.rounding = {"value": None, "from": "--remove-blocks (whole blocks; no channel rounding)"}
+    with output_folder(job.out, job.force) as work:
+        started = time.perf_counter()
+        metrics = score(bench.model)
+        baseline = meter.snapshot(bench.model) | {"metric": _mean(metrics), "metrics": metrics}
+        loader = calibration_loader(bench.source, job.batch_size, job.seed,
+                                    calibration_count(bench.source, job), job.workers,
+                                    split=job.calib_split)
+        names = plan_depth(bench.model, (x.to(device) for x, _ in loader), job.remove_blocks)
+        candidate = remove_blocks(copy.deepcopy(bench.model), names)
+        torch.manual_seed(job.seed)
+        before = score(candidate)
+        finetune(candidate)
+        after = score(candidate)
+        limits = (job.max_drop if isinstance(job.max_drop, dict)
+                  else {k: job.max_drop for k in metrics})
+        broken = sorted(k for k, limit in limits.items()
+                        if not math.isfinite(after[k]) or metrics[k] - after[k] > limit + 1e-9)
+        snapshot = meter.snapshot(candidate)
+        fraction = round(snapshot["macs"] / baseline["macs"], 6)
+        record = snapshot | {
+            "step": 1, "cost": "macs", "target_fraction": fraction,
+            "target_macs_fraction": fraction, "achieved_fraction": fraction,
+            "removed_blocks": names, "metric_before_finetune": _mean(before),
+            "metric": _mean(after), "metrics": after, "metrics_before_finetune": before,
+            "status": "rolled_back" if broken else "accepted", "guard_broken_by": broken,
+            "seconds": round(time.perf_counter() - started, 3)}
+        if on_attempt is not None:
+            on_attempt(record)
+        final_model, final = ((bench.model, baseline) if broken else
+                              (candidate, snapshot | {"metric": record["metric"],
+                                                      "metrics": after}))
+        outcome = IterativeResult(baseline, final, [record], not broken, "macs", fraction,
+                                  final_model)
+        result = finish_run(job, work, bench.model, outcome, bench.data, bench)
+    return result
+
+
+def _mean(metrics: dict[str, float]) -> float:
+    """One number for tables: the single metric, or the mean over tasks (as the loop's)."""
+    return float(np.mean(list(metrics.values())))
 
 
 def _run_label(job: PruneJob, data: str) -> str:
@@ -380,6 +465,9 @@ def finish_run(job: PruneJob, work: Path, original: nn.Module, outcome: Iterativ
                "distill": asdict(job.distill) if job.distill is not None else None,
                "channels_before": _conv_channels(original),
                "channels_after": _conv_channels(outcome.model)}
+    if job.remove_blocks is not None:  # depth pruning: the blocks the kept model lost
+        result["removed_blocks"] = [name for step in outcome.steps if step["status"] == "accepted"
+                                    for name in step.get("removed_blocks", [])]
     files.atomic_write_json(work / "result.json", result)
     result["report"] = str(job.out / write_report(work).relative_to(work))
     files.atomic_write_json(work / "result.json", result)

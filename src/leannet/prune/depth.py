@@ -8,6 +8,11 @@ exact when f(x) = 0 and close when f is small relative to x, so blocks are ranke
 their residual branch adds, ||f(x)|| / ||x|| on real inputs, and the smallest go first. Width
 pruning cannot do this: it keeps at least one channel per layer, and every layer still costs a
 kernel launch, its memory traffic and, in int8, its requantization.
+
+`remove_blocks` records what it removed in the model's config as a depth plan,
+{"depth": {"remove": [names]}}, among the channel plans and in order, so a saved model folder
+replays it on load (`leannet.checkpoint.load`): the removed blocks own weights, so the folder's
+safetensors only fit a model that lost them again.
 """
 from __future__ import annotations
 
@@ -18,6 +23,9 @@ import torch
 from torch import nn
 
 from leannet.errors import LeannetError
+from leannet.prune.plan import record_plan
+
+DEPTH_KEY = "depth"
 
 
 @dataclass
@@ -138,14 +146,35 @@ def plan_depth(model: nn.Module, inputs: Iterable[Any], blocks: int) -> list[str
 
 
 def remove_blocks(model: nn.Module, names: Sequence[str]) -> nn.Module:
-    """Replace each named block by its after-sum activation (in place); returns `model`."""
+    """Replace each named block by its after-sum activation (in place) and record the depth
+    plan in the model's config (a leannet-built model), so save/load replays it; returns
+    `model`."""
     found = {b.name: b for b in removable_blocks(model)}
     unknown = [n for n in names if n not in found]
-    if unknown:
-        raise LeannetError(f"cannot remove {unknown}: not residual blocks with an identity "
-                           f"shortcut (removable: {', '.join(found) or 'none'})")
+    if unknown or len(set(names)) != len(names):
+        raise LeannetError(f"cannot remove {unknown or list(names)}: not residual blocks with an "
+                           f"identity shortcut, or named twice (removable: "
+                           f"{', '.join(found) or 'none'})")
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, found[name].after)
+    if names:
+        record_plan(model, depth_plan(names))
     return model
+
+
+def depth_plan(names: Sequence[str]) -> dict[str, Any]:
+    """The JSON form of a depth step: the blocks removed, by module name."""
+    return {DEPTH_KEY: {"remove": [str(n) for n in names]}}
+
+
+def depth_plan_blocks(plan: Any) -> list[str] | None:
+    """The block names of a depth plan (checked), or None when `plan` is not one."""
+    if not isinstance(plan, dict) or DEPTH_KEY not in plan:
+        return None
+    names = plan[DEPTH_KEY].get("remove") if isinstance(plan[DEPTH_KEY], dict) else None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise LeannetError("a depth plan needs a non-empty 'remove' list of block names, got "
+                           f"{plan[DEPTH_KEY]!r}")
+    return names
