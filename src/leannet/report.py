@@ -314,9 +314,12 @@ def _fmt(value: Any, kind: str = "") -> str:
 
 
 def _latency(entry: dict) -> str:
-    """Median with its IQR when the entry carries `latency` (leannet.measure.Latency.to_dict),
-    else the bare median of older runs."""
+    """Median with its IQR when the entry carries `latency` or, as prune steps and baselines
+    do, `latency_detail` (leannet.measure.Latency.to_dict), else the bare median of older
+    runs."""
     spread = entry.get("latency")
+    if not isinstance(spread, dict):
+        spread = entry.get("latency_detail")
     if isinstance(spread, dict) and "q1_ms" in spread:
         return f"{spread['median_ms']:.4g} ({spread['q1_ms']:.4g}-{spread['q3_ms']:.4g})"
     return _fmt(entry.get("latency_ms"))

@@ -52,8 +52,9 @@ def deploy_table(result: dict) -> Table:
     torch fp32, file size, parity (fp32) or agreement (int8), and metric when scored."""
     threads = result["threads"]
     shape = "x".join(map(str, result["input_shape"]))
-    table = Table(title=f"input {shape}, {threads} thread{'s' if threads != 1 else ''}; "
-                        "latency: median (IQR), min-max, from one run")
+    table = Table(title=f"input {shape} (batch {result['input_shape'][0]}), {threads} "
+                        f"thread{'s' if threads != 1 else ''}; latency: median (IQR), min-max, "
+                        "from one run")
     metric_name = next(iter(result.get("fp32_metrics") or {}), None)
     columns = ["runtime", "precision", "latency ms", "min-max", "speed-up", "size",
                "parity / agreement", *([metric_name] if metric_name else [])]

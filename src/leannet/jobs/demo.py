@@ -128,7 +128,8 @@ def _deployed(row: dict[str, Any]) -> dict[str, Any]:
 
 def _numbers(entry: dict[str, Any]) -> dict[str, Any]:
     """The summary numbers of a baseline or final entry of a prune result."""
-    return {k: entry.get(k) for k in ("metric", "params", "macs", "size_bytes", "latency_ms")}
+    return {k: entry.get(k) for k in ("metric", "params", "macs", "size_bytes", "latency_ms",
+                                      "latency_detail")}  # the median, and its spread
 
 
 def run_demo(out_dir: str | Path = "runs/demo", force: bool = False,
