@@ -38,7 +38,7 @@ def test_cli_bad_multitask_input_is_one_line(monkeypatch, capsys, tmp_path):
             (("--sharing", "soft", "--penalty", "l1"), "unknown soft-sharing penalty 'l1'"),
             (("--sharing", "soft", "--strength", "-1"), "strength must be a number >= 0"),
             (("--sharing", "medium"), "unknown sharing 'medium'"),
-            (("--sharing", "hard", "--weighting", "nash"), "unknown loss weighting")):
+            (("--sharing", "hard", "--weighting", "famo"), "unknown loss weighting")):
         code, _, err = cli(monkeypatch, capsys, *TRAIN, *extra, "--out", str(tmp_path / "bad"))
         assert code == 2 and message in err and err.strip().count("\n") == 0
         assert not (tmp_path / "bad").exists()  # bad input leaves no output behind

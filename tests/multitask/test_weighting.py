@@ -18,8 +18,8 @@ def test_fixed_weights_combine_losses():
         FixedWeighting(["left", "right"], {"middle": 1.0})
     with pytest.raises(LeannetError, match=">= 0"):
         FixedWeighting(["left", "right"], {"left": -1.0})
-    with pytest.raises(LeannetError, match="unknown loss weighting 'nash'"):
-        make_weighting("nash", ["left"])
+    with pytest.raises(LeannetError, match="unknown loss weighting 'famo'"):
+        make_weighting("famo", ["left"])
 
 
 def test_uncertainty_weighting_learns_the_task_noise():
