@@ -16,7 +16,7 @@ from torch import nn
 
 from leannet import checkpoint, files
 from leannet.data.loaders import split_loader
-from leannet.deploy.score import evaluate_session
+from leannet.deploy.score import detection_agreement, evaluate_session
 from leannet.deploy.matrix import deploy_matrix
 from leannet.deploy.quantize import calibration_batches, quantize_ptq, quantize_qat
 from leannet.deploy.runtimes import PRECISIONS, get_runtime, list_runtimes
@@ -120,7 +120,12 @@ def run_deploy_job(job: DeployJob, on_stage: Callable[[str], Any] | None = None
             result["fp32_metrics"] = _metrics(bench, evaluate(model, report, bench.task))
 
             def evaluate_file(session) -> dict[str, float]:
-                return _metrics(bench, evaluate_session(session, model, report, bench.task))
+                metrics = _metrics(bench, evaluate_session(session, model, report, bench.task))
+                agreement = (detection_agreement(session, model, check_inputs, bench.task)
+                             if check_inputs is not None else None)
+                if agreement is not None:  # detectors: the file's boxes against torch fp32's
+                    metrics["map50_vs_torch_fp32"] = agreement
+                return metrics
         if "int8" in job.precisions and any(
                 not get_runtime(r).quantizes_itself and not get_runtime(r).available()
                 for r in job.runtimes if "int8" in get_runtime(r).precisions):
