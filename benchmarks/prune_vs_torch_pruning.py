@@ -313,12 +313,18 @@ def markdown(summary: list[dict], meta: dict) -> str:
     lines += [f"- {split}: {text}" for split, text in meta["splits"].items()] + [""]
     lines += ["| model | method | seeds | test acc % (mean ± std) | val acc % | val acc % before "
               "fine-tuning | MACs kept | params |", "|---|---|---|---|---|---|---|---|"]
+    def pm(s: dict, key: str, digits: int) -> str:
+        """`mean ± std` in %; one seed has no spread, so none is printed."""
+        if math.isnan(s[key]):
+            return "-"
+        spread = s[key + "_std"]
+        return f"{100 * s[key]:.{digits}f}" + (
+            "" if math.isnan(spread) else f" ± {100 * spread:.{digits}f}")
+
     for s in summary:
-        before = ("-" if math.isnan(s["val_acc_before_ft"]) else
-                  f"{100 * s['val_acc_before_ft']:.1f} ± {100 * s['val_acc_before_ft_std']:.1f}")
         lines.append(f"| {s['model']} | {label(s['method'], s['steps'])} | {len(s['seeds'])} | "
-                     f"{100 * s['test_acc']:.2f} ± {100 * s['test_acc_std']:.2f} | "
-                     f"{100 * s['val_acc']:.2f} ± {100 * s['val_acc_std']:.2f} | {before} | "
+                     f"{pm(s, 'test_acc', 2)} | {pm(s, 'val_acc', 2)} | "
+                     f"{pm(s, 'val_acc_before_ft', 1)} | "
                      f"{100 * s['macs_fraction']:.2f}% | {s['params']:,.0f} |")
     return "\n".join(lines) + "\n"
 
