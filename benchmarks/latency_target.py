@@ -85,8 +85,9 @@ def tp_prune(model, example, macs: float, round_to: int):
     return min(near, key=lambda m: abs(count_macs(m, example) / full - macs))
 
 
-def leannet_prune(model, example, target: Target, table=None):
-    pruner = Pruner(copy.deepcopy(model), example, criterion="l1", latency_model=table)
+def leannet_prune(model, example, target: Target, table=None, uniform: bool = False):
+    pruner = Pruner(copy.deepcopy(model), example, criterion="l1", latency_model=table,
+                    global_ranking=not uniform)
     plan = pruner.plan(target)
     return pruner.apply(plan), plan.meta
 
@@ -112,8 +113,14 @@ def main() -> None:
     parser.add_argument("--latency", default="0.75,0.6",
                         help="latency targets (fractions of the int8 model's, estimated)")
     parser.add_argument("--round-to", type=int, default=16)
+    parser.add_argument("--uniform", action="store_true",
+                        help="also leannet with a uniform ratio (Torch-Pruning's default)")
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--time-only", action="store_true",
+                        help="prune and time, without fine-tuning (accuracy left out)")
+    parser.add_argument("--only", default="", help="run only variants whose names contain one "
+                                                    "of these comma-separated words")
     parser.add_argument("--out", default="docs/benchmarks/latency_target.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -138,12 +145,17 @@ def main() -> None:
     for m in [float(v) for v in args.macs.split(",") if v]:
         variants[f"leannet macs {m:g}"] = lambda m=m: leannet_prune(
             base, example, Target(macs=m, round_to=args.round_to), table)
+        if args.uniform:  # like for like with Torch-Pruning's uniform ratio
+            variants[f"leannet macs {m:g} uniform"] = lambda m=m: leannet_prune(
+                base, example, Target(macs=m, round_to=args.round_to), table, uniform=True)
         variants[f"Torch-Pruning macs {m:g}"] = lambda m=m: (
             tp_prune(base, example, m, args.round_to), {})
     for f in [float(v) for v in args.latency.split(",") if v]:
         variants[f"leannet latency {f:g}"] = lambda f=f: leannet_prune(
             base, example, Target(latency=f, round_to=args.round_to), table)
 
+    if args.only:  # a subset of the variants, by name
+        variants = {k: v for k, v in variants.items() if any(o in k for o in args.only.split(","))}
     seeds = [int(s) for s in args.seeds.split(",")]
     rows: dict[str, dict[str, Any]] = {"baseline": {
         "model": base, "test": [accuracy(base, data["test"])], "val": [accuracy(base, data["val"])],
@@ -153,7 +165,12 @@ def main() -> None:
         row: dict[str, Any] = {"macs": count_macs(pruned, example), "params": count_params(pruned),
                                "estimated_latency_fraction": meta.get("latency_fraction"),
                                "test": [], "val": [], "before_finetune_val": accuracy(pruned, data["val"])}
-        for seed in seeds:
+        if args.time_only:  # architectures for the clock: no fine-tuning, no accuracy
+            row["model"] = pruned
+            seeds_here: list[int] = []
+        else:
+            seeds_here = seeds
+        for seed in seeds_here:
             model = copy.deepcopy(pruned)
             train(model, data, args.finetune_epochs, args.lr / 3, seed=seed)
             row["test"].append(accuracy(model.eval(), data["test"]))
@@ -161,7 +178,8 @@ def main() -> None:
             row.setdefault("model", model)  # the first seed's model is the one timed
         rows[name] = row
         print(f"{name}: MACs {row['macs'] / rows['baseline']['macs']:.3f}, test "
-              f"{mean_std(row['test'])} ({time.time() - began:.0f} s)", flush=True)
+              f"{mean_std(row['test']) if row['test'] else '-'} ({time.time() - began:.0f} s)",
+              flush=True)
 
     items, built = {}, {}
     for name, row in rows.items():
@@ -201,7 +219,8 @@ def markdown(results: list[dict]) -> str:
     lines = ["| variant | MACs | params | test acc % (mean ± std) | ORT fp32 ms (IQR) | ORT int8 ms "
              "(IQR) | speed-up fp32 / int8 vs baseline fp32 |", "|---|---|---|---|---|---|---|"]
     for r in results:
-        acc = mean_std([100 * a for a in r["test_accuracy"]])
+        acc = mean_std([100 * a for a in r["test_accuracy"]]) if r["test_accuracy"] else \
+            (float("nan"), float("nan"))
         cells = [f"{r[p]['latency']['median_ms']:.3g} ({r[p]['latency']['q1_ms']:.3g}-"
                  f"{r[p]['latency']['q3_ms']:.3g})" for p in ("fp32", "int8")]
         lines.append(f"| {r['variant']} | {r['macs_fraction']:.1%} | {r['params']:,} | "
