@@ -30,13 +30,15 @@ from leannet.data.loaders import make_loaders, plain
 from leannet.data.multihead import multi_target_collate, multihead_view
 from leannet.files import atomic_write_json, atomic_write_text
 from leannet.measure import count_macs, count_params, torch_latency
+from leannet.multitask.metrics import confusion_matrix, segmentation_scores
 from leannet.multitask.multihead import build
 from leannet.prune import Pruner, Target
 from leannet.train.fit import evaluate, fit
 
 TASKS = ("detect", "segment", "classify")
 MAIN = {"detect": "map50", "segment": "miou", "classify": "accuracy"}
-WEIGHTINGS = ("fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad", "imtl", "aligned")
+WEIGHTINGS = ("fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad", "imtl", "aligned",
+              "nash")
 GUARD = {"detect": 0.02, "segment": 0.02, "classify": 0.01}
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +85,24 @@ def run_one(config: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             "train_seconds": round(seconds, 1), "model": model, "task": task, "source": source}
 
 
+def trivial(args: argparse.Namespace) -> dict[str, float]:
+    """What a model that learnt nothing scores on test: no boxes (mAP 0), every pixel
+    background, and the commonest digit count of the training canvases."""
+    source = _source(args, list(TASKS))
+    test = source.test if source.test is not None else source.val
+    counts = torch.stack([plain(source.train)[i][1]["classify"] for i in range(len(source.train))])
+    common = int(torch.bincount(counts).argmax())
+    matrix, right = 0, 0
+    classes = source.extra["tasks"]["segment"]["classes"]
+    for i in range(len(test)):
+        target = test[i][1]
+        matrix = matrix + confusion_matrix(torch.zeros_like(target["segment"]), target["segment"],
+                                           classes)
+        right += int(target["classify"]) == common
+    return {"detect": 0.0, "segment": segmentation_scores(matrix)["miou"],
+            "classify": right / len(test)}
+
+
 def prune_best(best: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Taylor on every task's loss to 50% MACs, one fine-tuning epoch, per-task drops vs guards."""
     model, task, source = copy.deepcopy(best["model"]), best["task"], best["source"]
@@ -110,8 +130,9 @@ def prune_best(best: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
 def _mean_std(values: list[float]) -> str:
     if not values:
         return "-"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+    if len(values) == 1:  # no spread to state
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -144,14 +165,21 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = ["| model | detect mAP@0.5 | segment mIoU | count accuracy | gap det / seg / cls | "
-             "params | MACs | latency ms (IQR) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | seeds | detect mAP@0.5 | segment mIoU | count accuracy | "
+             "gap det / seg / cls | params | MACs | latency ms (IQR) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for e in result["table"]:
         gaps = " / ".join(e.get(f"{t}_gap", "-").split(" ")[0] if e.get(t, "-") != "-" else "-"
                           for t in TASKS)
-        lines.append(f"| {e['config']} | {e.get('detect', '-')} | {e.get('segment', '-')} | "
+        lines.append(f"| {e['config']} | {len(e['seeds'])} | {e.get('detect', '-')} | "
+                     f"{e.get('segment', '-')} | "
                      f"{e.get('classify', '-')} | {gaps} | {e['params']:,} | {e['macs'] / 1e6:.1f}M | "
                      f"{e['latency_ms']:.1f} ({e['latency_iqr_ms']:.1f}) |")
+    floor = result.get("trivial")
+    if floor:
+        lines.append(f"| learnt nothing (no boxes, all background, commonest count) | - | "
+                     f"{floor['detect']:.3f} | {floor['segment']:.3f} | {floor['classify']:.3f} | "
+                     "| | | |")
     pruned = result.get("pruned")
     if pruned:
         lines += ["", f"Pruned ({pruned['from']}, seed {pruned['seed']}; taylor on the three task "
@@ -182,9 +210,14 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(
         [f"single:{t}" for t in TASKS] + [f"hard:{w}" for w in WEIGHTINGS]
         + ["mtan:fixed", "cross_stitch:fixed"]))
-    parser.add_argument("--prune-after", default=f"hard:{WEIGHTINGS[-1]}",
+    parser.add_argument("--prune-after", default="end",
                         help="prune the best hard-shared model (by validation) seen once this "
-                             "configuration is done")
+                             "configuration is done (in the first seed), 'end' (after every run) "
+                             "or 'none'")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows (and the pruned model) already in --out and run only "
+                             "the (configuration, seed) pairs it lacks: a schedule split over "
+                             "processes, by priority")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks/multitask_heads.json")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite the table and markdown from the JSON at --out")
@@ -192,6 +225,7 @@ def main() -> None:
     if args.render:
         result = json.loads(args.out.read_text())
         result["table"] = summarise(result["rows"])
+        result.setdefault("trivial", trivial(argparse.Namespace(**result["schedule"])))
         atomic_write_json(args.out, result)
         atomic_write_text(args.out.with_suffix(".md"), markdown(result))
         return
@@ -201,25 +235,47 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     pruned: dict[str, Any] | None = None
+    schedules = [schedule]
+    if args.append and args.out.exists():
+        earlier = json.loads(args.out.read_text())
+        rows, pruned = earlier["rows"], earlier.get("pruned")
+        schedules = earlier.get("schedules", [earlier["schedule"]]) + [schedule]
+    done = {(r["config"], r["seed"]) for r in rows}
+    result: dict[str, Any] = {}
+    floor = trivial(args)
+
+    def save() -> None:
+        clean = [{k: v for k, v in r.items() if k not in ("model", "task", "source")}
+                 for r in rows]
+        result.clear()
+        result.update({"schedule": schedule, "schedules": schedules, "trivial": floor, "rows": clean,
+                       "table": summarise(clean), **({"pruned": pruned} if pruned else {})})
+        atomic_write_json(args.out, result)
+        atomic_write_text(args.out.with_suffix(".md"), markdown(result))
+
     for seed in seeds:  # every configuration once before the next seed: partial runs inform
         for config in args.configs.split(","):
+            if (config, seed) in done:
+                continue
             row = run_one(config, seed, args)
             print(json.dumps({k: v for k, v in row.items()
                               if k not in ("model", "task", "source")}), flush=True)
             if config.startswith("hard:") and (best is None or sum(row["val"].values()) >
                                                sum(best["val"].values())):  # chosen on val
+                if best is not None:
+                    best.pop("model"), best.pop("source")  # only the chosen model stays
                 best = row
             rows.append(row)
-            clean = [{k: v for k, v in r.items() if k not in ("model", "task", "source")}
-                     for r in rows]
-            result: dict[str, Any] = {"schedule": schedule, "rows": clean,
-                                      "table": summarise(clean),
-                                      **({"pruned": pruned} if pruned else {})}
             if config == args.prune_after and best is not None and pruned is None:
-                pruned = result["pruned"] = prune_best(best, args)  # early: a slow machine
+                pruned = prune_best(best, args)  # early: a slow machine
                 print(json.dumps(pruned), flush=True)
-            atomic_write_json(args.out, result)
-            atomic_write_text(args.out.with_suffix(".md"), markdown(result))
+            save()
+            if row is not best:
+                row.pop("model"), row.pop("source")
+    if args.prune_after == "end" and best is not None and pruned is None:
+        pruned = prune_best(best, args)
+        print(json.dumps(pruned), flush=True)
+    save()
     print(markdown(result))
 
 
