@@ -1,8 +1,9 @@
 """Latency-targeted against MACs-targeted pruning, measured in the runtime that ships.
 
 One MobileNetV2 (small-input stem) trained on a real dataset, then pruned one-shot and fine-tuned
-with the same budget by: leannet to a MACs target (l1, global ranking), Torch-Pruning group-L1 to
-the same MACs target (the anchor), and leannet to a latency target planned on a per-layer table
+with the same budget by: leannet to a MACs target (group_l1, global ranking; `--uniform` adds the
+uniform ratio), Torch-Pruning group-L1 to the same MACs target (the anchor, uniform ratio), and
+leannet (group_l1) to a latency target planned on a per-layer table
 measured in ONNX Runtime int8 (`leannet.deploy.latency.layer_latency_model`). Every model is
 exported to ONNX Runtime fp32 and int8 (static QDQ, calibrated on real training images), scored
 on the test split (fine-tuning picks its best epoch on validation), and all files are timed
@@ -85,8 +86,11 @@ def tp_prune(model, example, macs: float, round_to: int):
     return min(near, key=lambda m: abs(count_macs(m, example) / full - macs))
 
 
+CRITERION = "group_l1"  # Torch-Pruning's GroupMagnitudeImportance(p=1), like for like
+
+
 def leannet_prune(model, example, target: Target, table=None, uniform: bool = False):
-    pruner = Pruner(copy.deepcopy(model), example, criterion="l1", latency_model=table,
+    pruner = Pruner(copy.deepcopy(model), example, criterion=CRITERION, latency_model=table,
                     global_ranking=not uniform)
     plan = pruner.plan(target)
     return pruner.apply(plan), plan.meta
@@ -112,6 +116,8 @@ def main() -> None:
     parser.add_argument("--macs", default="0.5,0.35", help="MACs targets")
     parser.add_argument("--latency", default="0.75,0.6",
                         help="latency targets (fractions of the int8 model's, estimated)")
+    parser.add_argument("--criterion", default="group_l1",
+                        help="leannet's criterion (group_l1 is Torch-Pruning's group-L1)")
     parser.add_argument("--round-to", type=int, default=16)
     parser.add_argument("--uniform", action="store_true",
                         help="also leannet with a uniform ratio (Torch-Pruning's default)")
@@ -123,6 +129,8 @@ def main() -> None:
                                                     "of these comma-separated words")
     parser.add_argument("--out", default="docs/benchmarks/latency_target.json")
     args = parser.parse_args()
+    global CRITERION
+    CRITERION = args.criterion
     torch.set_num_threads(1)
     began = time.time()
 
