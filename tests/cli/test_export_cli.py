@@ -97,7 +97,7 @@ def test_bench_reports_runtimes_with_spread(monkeypatch, capsys, model_dir):
         assert (latency["threads"], latency["batch"], latency["precision"]) == (1, 2, "fp32")
         assert row["parity"]["max_rel_diff"] < 1e-4
     assert rows["onnxruntime"]["size_bytes"] > 0
-    assert "onnxruntime" in out and "IQR" in out and "2x1x16x16, 1 thread" in out
+    assert "onnxruntime" in out and "IQR" in out and "2x1x16x16 (batch 2), 1 thread" in out
     # no recorded data source: int8 needs calibration data, so it is skipped with the reason
     code, _, err = _cli(monkeypatch, capsys, "bench", str(model_dir), "--runs", "2",
                         "--runtime", "onnxruntime", "--out", str(model_dir / "b2"))
