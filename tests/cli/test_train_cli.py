@@ -86,7 +86,7 @@ def test_data_lists_sources_and_availability(monkeypatch, capsys):
 
 def test_demo_pipeline_writes_result(tmp_path):
     config = DemoConfig(epochs=1, width_mult=0.25, prune_steps=1, finetune_epochs=1,
-                        max_drop=1.0, criterion="l1")
+                        max_drop=1.0, criterion="l1", deploy=False)  # int8: tests/deploy/test_demo.py
     result = run_demo(tmp_path / "demo", config=config, progress=False)
     saved = json.loads((tmp_path / "demo" / "result.json").read_text())
     for key in ("model", "data", "accuracy", "params", "macs", "latency_ms", "baseline",
