@@ -11,14 +11,11 @@ import pytest
 import torch
 
 from leannet.checkpoint import load, save
-from leannet.data import get_source
-from leannet.data.loaders import make_loaders
 from leannet.errors import LeannetError
 from leannet.models import create_model
 from leannet.prune import Pruner, Target
 from leannet.prune.depth import plan_depth, remove_blocks, removable_blocks
-from leannet.train import fit
-from leannet.train.build import build_for_source, remember_data
+from tests.deploy.conftest import train_digits_folder
 from tests.helpers import run_cli as cli
 
 
@@ -51,15 +48,7 @@ def test_depth_then_width_plans_replay_on_load(tmp_path):
 def residual_digits(tmp_path_factory):
     """ResNet-20 (7 blocks with an identity shortcut) on the bundled digits at 8 px (as
     scanned), two AdamW epochs: about 87% validation accuracy in a few CPU seconds."""
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    source = get_source("digits", image_size=8)
-    model, task = build_for_source(source, "resnet20")
-    remember_data(model, "digits", None)
-    train_loader, val_loader = make_loaders(source, 64, seed=0)
-    fit(model, train_loader, val_loader, task, 2, optimizer="adamw", lr=0.01, seed=0,
-        progress=False)
-    return save(model.eval(), tmp_path_factory.mktemp("depth") / "model")
+    return train_digits_folder(tmp_path_factory.mktemp("depth"), "resnet20", 2)
 
 
 def test_prune_remove_blocks_cli_round_trip(residual_digits, tmp_path, monkeypatch, capsys):
