@@ -100,19 +100,23 @@ def accuracy(model, loader) -> float:
     return evaluate(model, loader, ClassificationTask())["accuracy"]
 
 
-def baseline(name: str, data: Data, args, seed: int) -> torch.nn.Module:
-    """Train once per (schedule, seed) and keep the model folder: every method starts from it."""
+def baseline(name: str, data: Data, args, seed: int) -> tuple[torch.nn.Module, float]:
+    """Train once per (schedule, seed) and keep the model folder: every method starts from it.
+
+    Returns the model and the seconds its training took (0.0 when reused from the folder).
+    """
     folder = (Path("runs/bench-baselines") / f"{args.data}-{name}-n{args.train_subset}"
               f"-e{args.baseline_epochs}-s{seed}")
     if (folder / "config.json").is_file():
-        return leannet.load(folder)
+        return leannet.load(folder), 0.0
+    start = time.perf_counter()
     model = leannet.create_model(name, image_size=32, in_channels=3, num_classes=10,
                                  **MODELS[name])
     fit(model, data.train_loader(seed), data.val_loader, ClassificationTask(),
         args.baseline_epochs, lr=args.baseline_lr, warmup_epochs=0.3, seed=seed, progress=False,
         restore_best=True)  # the best epoch on validation
     leannet.save(model, folder)
-    return model
+    return model, time.perf_counter() - start
 
 
 def finetuner(data: Data, images: int, lr: float, seed: int) -> Callable:
@@ -224,13 +228,13 @@ def methods(args) -> list[tuple[str, int]]:
     return order
 
 
-def run_seed(args, seed: int, out: Path) -> None:
+def run_seed(args, seed: int, out: Path, data: Data | None = None) -> None:
     """Every method on every model for one seed; the JSON is rewritten after each row."""
     torch.set_num_threads(args.threads)
-    data = Data(args)
+    data = data or Data(args)
     rows: list[dict] = []
     for name in args.models:
-        base = baseline(name, data, args, seed if args.baseline_per_seed else 0)
+        base, trained_s = baseline(name, data, args, seed if args.baseline_per_seed else 0)
         example = torch.randn(1, 3, 32, 32)
         base_macs = count_macs(base, example)
         ratio = tp_ratio(base, example, args.macs, args.ranking)
@@ -252,7 +256,7 @@ def run_seed(args, seed: int, out: Path) -> None:
             console.print(rows[-1])
             _write(out, args, rows, data.splits)
 
-        record("baseline", 0, base, math.nan, 0.0)
+        record("baseline", 0, base, math.nan, trained_s)  # 0.0: reused from the cache
         for method, steps in methods(args):
             start = time.perf_counter()
             if method.startswith("tp-"):
@@ -340,20 +344,40 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def merge(parts: list[Path]) -> None:
-    """Join per-seed JSON files into the summary JSON and markdown table."""
+def _join(parts: list[Path]) -> tuple[list[dict], dict]:
+    """The rows of per-seed parts (or of an earlier merged JSON) and their commands and splits."""
     rows, commands, splits = [], [], {}
     for part in parts:
         data = json.loads(part.read_text())
         rows += data["rows"]
-        commands.append(data["command"])
+        commands += data.get("commands") or [data["command"]]
         splits = data["splits"]
+    return rows, {"commands": commands, "splits": splits}
+
+
+EARLIER_TITLE = ("## Earlier, weaker schedule (superseded by the table above)\n\n"
+                 "Kept for the record: near-chance baselines and a 500-image fine-tuning budget, "
+                 "so its pruned rows sit at 10-25% and show little.\n")
+
+
+def merge(parts: list[Path], earlier: list[Path] | None = None) -> None:
+    """Join per-seed JSON files into the summary JSON and markdown table.
+
+    `earlier`: parts of a run under a different (weaker) schedule, summarised on their own and
+    written below the headline table, never mixed into its means.
+    """
+    rows, meta = _join(parts)
     summary = summarise(rows)
-    meta = {"commands": commands, "splits": splits}
+    result: dict[str, Any] = {**meta, "summary": summary, "rows": rows}
+    text = markdown(summary, meta)
+    if earlier:
+        old_rows, old_meta = _join(earlier)
+        old_summary = summarise(old_rows)
+        result["earlier"] = {**old_meta, "summary": old_summary, "rows": old_rows}
+        text += "\n" + EARLIER_TITLE + "\n" + markdown(old_summary, old_meta)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.with_suffix(".json").write_text(json.dumps(_finite({**meta, "summary": summary,
-                                                            "rows": rows}), indent=2) + "\n")
-    OUT.with_suffix(".md").write_text(markdown(summary, meta))
+    OUT.with_suffix(".json").write_text(json.dumps(_finite(result), indent=2) + "\n")
+    OUT.with_suffix(".md").write_text(text)
     table = Table(title="CIFAR-10, same baseline, MACs target and fine-tuning budget")
     for column in ("model", "method", "seeds", "test acc", "MACs kept"):
         table.add_column(column, justify="right")
@@ -393,15 +417,22 @@ def main() -> None:
                         help="validation batches of 64 for data-driven criteria (both libraries)")
     parser.add_argument("--methods", nargs="*", default=[])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=None, help="per-seed JSON [default: runs/...]")
+    parser.add_argument("--out", default=None,
+                        help="per-seed JSON, '{seed}' replaced by the seed [default: runs/...]")
     parser.add_argument("--merge", nargs="+", type=Path, help="join per-seed JSON files")
+    parser.add_argument("--earlier", nargs="+", type=Path, default=None,
+                        help="with --merge: parts of an earlier schedule, tabled on their own "
+                             "below the headline")
     args = parser.parse_args()
     if args.merge:
-        merge(args.merge)
+        merge(args.merge, args.earlier)
         return
+    data = Data(args)  # loaded once: the seeds of one process run one after the other
     for seed in args.seeds:
-        out = Path(args.out or f"runs/prune_vs_tp/seed{seed}.json")
-        run_seed(args, seed, out)
+        out = Path(args.out.format(seed=seed) if args.out else f"runs/prune_vs_tp/seed{seed}.json")
+        if args.out and len(args.seeds) > 1 and "{seed}" not in args.out:
+            raise SystemExit("--out with several --seeds needs '{seed}' in the path")
+        run_seed(args, seed, out, data)
         if args.out:  # a part: the docs table is rewritten only by --merge over every part
             console.print(f"wrote {out}; join the parts with --merge runs/prune_vs_tp/*.json")
         else:

@@ -3,6 +3,7 @@ and that the MultiMNIST sharing benchmark selects on validation and reports on t
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -61,6 +62,30 @@ def test_seeds_join_once_per_method_and_seed_with_sample_std():
     order = [(s["method"], s["steps"]) for s in pvt.summarise(mixed)]
     assert order == [("baseline", 0), ("tp-group_l1", 1), ("group_l1", 1), ("fpgm", 1),
                      ("group_l1", 2)]
+
+
+def test_merge_tables_an_earlier_schedule_apart_from_the_headline(tmp_path, monkeypatch):
+    def part(name, command, accs):
+        rows = [{"model": "resnet20", "method": "group_l1", "steps": 1, "seed": seed,
+                 "test_acc": acc, "val_acc": acc, "val_acc_before_ft": None,
+                 "macs_fraction": 0.5, "params": 10, "wall_s": 1.0}
+                for seed, acc in enumerate(accs)]
+        path = tmp_path / name
+        path.write_text(json.dumps({"command": command, "splits": {"train": command},
+                                    "rows": rows}))
+        return path
+
+    monkeypatch.setattr(pvt, "OUT", tmp_path / "out" / "table")
+    pvt.merge([part("new.json", "strong", [0.5, 0.6, 0.7])],
+              [part("old.json", "weak", [0.1, 0.2, 0.3])])
+    result = json.loads((tmp_path / "out" / "table.json").read_text())
+    assert result["summary"][0]["test_acc"] == pytest.approx(0.6)  # the old rows are not mixed in
+    assert result["earlier"]["summary"][0]["test_acc"] == pytest.approx(0.2)
+    assert result["summary"][0]["val_acc_before_ft"] is None  # strict JSON: NaN as null
+    text = (tmp_path / "out" / "table.md").read_text()
+    headline, earlier = text.split("## Earlier, weaker schedule")
+    assert "`strong`" in headline and "60.00 ± 10.00" in headline and "weak" not in headline
+    assert "`weak`" in earlier and "20.00 ± 10.00" in earlier
 
 
 def test_soft_sharing_caption_states_its_own_budget():
