@@ -3,8 +3,9 @@
 Only the amount of work is made small: one epoch, at most two pruning steps, and `DIR` becomes a
 folder holding the first 600 images of the real Fashion-MNIST (an epoch of all 60,000 takes
 minutes here) beside the real COCO128; lines that need DIR skip when the benchmark data is
-absent. `leannet demo` runs its training stage only (`--no-prune`): the whole pipeline has its
-own test (tests/cli/test_train_cli.py::test_demo_pipeline_writes_result).
+absent. `leannet demo` runs its training stage only (`--no-prune --no-deploy`): the pipeline has
+its own test (tests/cli/test_train_cli.py::test_demo_pipeline_writes_result), and so has its int8
+stage (tests/deploy/test_demo.py).
 """
 import gzip
 import re
@@ -40,8 +41,10 @@ def shrink(args: list[str]) -> list[str]:
     for i, arg in enumerate(out[:-1]):
         if arg in SMALL:
             out[i + 1] = SMALL[arg]
-    if out[0] == "demo":
-        out += ["--epochs", "1", "--no-prune"]
+    if out[0] == "demo":  # its prune and int8 stages have their own tests (see the docstring)
+        out += ["--epochs", "1", "--no-prune", "--no-deploy"]
+    if out[0] == "bench":  # every runtime and precision still built and checked, fewer timed runs
+        out += ["--runs", "10"]
     return out
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -179,11 +180,28 @@ def taylor_whole(base_model, tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="module")
+def killed_once(base_model, tmp_path_factory):
+    """A taylor run killed -9 after its first step; each test resumes its own copy."""
+    run = tmp_path_factory.mktemp("taylor") / "killed"
+    _start_and_kill(base_model, TAYLOR, run, 1)
+    return run
+
+
+def _copy_of(run, tmp_path):
+    copy = tmp_path / "killed"
+    shutil.copytree(run, copy)
+    return copy
+
+
 @pytest.mark.parametrize("after_steps", [1, 2])
 def test_a_taylor_run_killed_at_any_step_resumes_to_identical_weights(
-        base_model, taylor_whole, tmp_path, monkeypatch, capsys, after_steps):
-    run = tmp_path / "killed"
-    _start_and_kill(base_model, TAYLOR, run, after_steps)
+        base_model, taylor_whole, killed_once, tmp_path, monkeypatch, capsys, after_steps):
+    if after_steps == 1:
+        run = _copy_of(killed_once, tmp_path)
+    else:
+        run = tmp_path / "killed"
+        _start_and_kill(base_model, TAYLOR, run, after_steps)
     code, text = _cli(monkeypatch, capsys, "prune", str(base_model), *TAYLOR, "--out", str(run),
                       "--resume")
     assert code == 0, text
@@ -196,19 +214,18 @@ def test_a_taylor_run_killed_at_any_step_resumes_to_identical_weights(
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
 
 
-def test_resume_with_other_settings_is_refused(base_model, tmp_path, monkeypatch, capsys):
-    run = tmp_path / "killed"
-    _start_and_kill(base_model, TAYLOR, run, 1)
+def test_resume_with_other_settings_is_refused(base_model, killed_once, tmp_path, monkeypatch,
+                                              capsys):
+    run = _copy_of(killed_once, tmp_path)
     other = [a if a != "32" else "16" for a in TAYLOR]  # another --batch-size
     code, text = _cli(monkeypatch, capsys, "prune", str(base_model), *other, "--out", str(run),
                       "--resume")
     assert code == 2 and "different run" in text
 
 
-def test_resume_refuses_a_state_that_points_outside_the_run(base_model, tmp_path, monkeypatch,
-                                                           capsys):
-    run = tmp_path / "killed"
-    _start_and_kill(base_model, TAYLOR, run, 1)
+def test_resume_refuses_a_state_that_points_outside_the_run(base_model, killed_once, tmp_path,
+                                                           monkeypatch, capsys):
+    run = _copy_of(killed_once, tmp_path)
     state = json.loads((run / "state.json").read_text())
     state["last_good"] = "../../elsewhere/model"
     (run / "state.json").write_text(json.dumps(state))
