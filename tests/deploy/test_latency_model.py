@@ -82,6 +82,14 @@ def test_layers_dear_per_mac_lose_more_under_a_latency_target(model):
         entry = plan.groups.get(group.name)
         return len(entry["keep"]) if entry else group.size
     assert kept(by_latency) < kept(by_macs) - 4  # measured: 10 against 20 of 32
+    # a softer trade keeps more of the dear layer, importance alone the most; all reach 0.6
+    softer = pruner.plan(Target(latency=0.6, latency_tradeoff=0.25))
+    alone = pruner.plan(Target(latency=0.6, latency_tradeoff=0.0))
+    assert kept(by_latency) < kept(softer) < kept(alone)  # measured: 10, 12, 16 or more
+    assert max(p.meta["latency_fraction"] for p in (softer, alone)) <= 0.6 + 1e-9
+    for bad in (float("nan"), -0.5, 5.0):
+        with pytest.raises(LeannetError, match="latency_tradeoff"):
+            pruner.plan(Target(latency=0.6, latency_tradeoff=bad))
 
 
 def test_iterative_run_is_steered_by_the_estimate(model):

@@ -40,6 +40,9 @@ class Target:
     round_to: int = 1
     overrides: dict[str, float] = field(default_factory=dict)
     floors: dict[str, int] = field(default_factory=dict)  # per group: never keep fewer channels
+    # A latency target with a per-layer table ranks channels by importance / (ms saved) ** this:
+    # 1 is HALP's importance per millisecond, 0 importance alone (time only decides when to stop)
+    latency_tradeoff: float = 1.0
 
     def kind(self) -> tuple[str, float]:
         """The one constrained quantity and its fraction; a clear error otherwise."""
@@ -56,6 +59,10 @@ class Target:
             raise LeannetError(f"min_fraction={self.min_fraction!r} must be in [0, 1]")
         if not isinstance(self.round_to, int) or self.round_to < 1:
             raise LeannetError(f"round_to={self.round_to!r} must be an integer >= 1")
+        if not isinstance(self.latency_tradeoff, (int, float)) or \
+                not 0 <= self.latency_tradeoff <= 4:  # also refuses NaN
+            raise LeannetError(f"latency_tradeoff={self.latency_tradeoff!r} must be a number in "
+                               "[0, 4] (1: importance per millisecond, 0: importance alone)")
         for key, frac in self.overrides.items():
             if not isinstance(frac, (int, float)) or not 0 < frac <= 1:
                 raise LeannetError(f"override {key}={frac!r} must be a fraction to keep in (0, 1]")

@@ -91,7 +91,7 @@ def select(graph: ChannelGraph, scores: dict[str, np.ndarray], target: Target, c
     if fraction >= 1.0:
         return fixed
     if global_ranking:
-        kept = _global(choices, free, fixed, kind, fraction, cost)
+        kept = _global(choices, free, fixed, kind, fraction, cost, target.latency_tradeoff)
     else:
         kept = _uniform(choices, free, fixed, kind, fraction, cost)
     return kept
@@ -165,7 +165,7 @@ def _unreachable(kind: str, fraction: float, best: float,
                              + (explain_protection(graph) if graph is not None else ""))
 
 
-def _global(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
+def _global(choices, free, fixed, kind, fraction, cost, tradeoff: float = 1.0) -> dict[str, int]:
     """Units (chunks of round_to channels) of all groups, least important first; the shortest
     prefix that reaches the target."""
     units = []
@@ -180,8 +180,8 @@ def _global(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
             kept[name] = b
         return kept
 
-    if kind == "latency":
-        units = _per_ms(units, free, cost)
+    if kind == "latency" and tradeoff > 0:
+        units = _per_ms(units, free, cost, tradeoff)
     units.sort(key=lambda u: (u[0], u[1], u[2]))
     ok, best = _meets(choices, kept_after(len(units)), kind, fraction, cost)
     if not ok:
@@ -196,10 +196,12 @@ def _global(choices, free, fixed, kind, fraction, cost) -> dict[str, int]:
     return _refine_last(choices, units, low, kept_after, kind, fraction, cost)
 
 
-def _per_ms(units: list, free: list[GroupChoice], cost: CostModel) -> list:
+def _per_ms(units: list, free: list[GroupChoice], cost: CostModel, tradeoff: float = 1.0) -> list:
     """Importance per millisecond: each unit's score divided by the time removing it alone saves
-    (relative to the mean unit), so that channels where the runtime pays most per unit of
-    importance go first (NetAdapt's and HALP's trade, on the measured per-layer table)."""
+    (relative to the mean unit) raised to `tradeoff`, so that channels where the runtime pays most
+    per unit of importance go first (NetAdapt's and HALP's trade, on the measured per-layer
+    table). Below 1 the trade is softened: a magnitude score is not a loss, and dividing it by
+    the full time saved strips layers where each channel is dear (the high-resolution ones)."""
     saved = []
     for _, gi, ui, _, _ in units:
         c = free[gi]
@@ -215,7 +217,7 @@ def _per_ms(units: list, free: list[GroupChoice], cost: CostModel) -> list:
     out: list = []
     running: dict[int, float] = {}
     for u, ms in zip(units, saved):  # a group's units stay in order: its weakest channels first
-        key = max(u[0] / (max(ms, floor) / mean), running.get(u[1], -np.inf))
+        key = max(u[0] / (max(ms, floor) / mean) ** tradeoff, running.get(u[1], -np.inf))
         running[u[1]] = key
         out.append((key,) + tuple(u[1:]))
     return out
