@@ -33,9 +33,12 @@ from leannet.data import get_source
 from leannet.data.splits import stratified_indices
 from leannet.deploy.latency import layer_latency_model
 from leannet.deploy.matrix import build_one, timed
+from leannet.deploy.score import evaluate_session
 from leannet.measure import count_macs, count_params, time_latencies
 from leannet.models import create_model
 from leannet.prune import Pruner, Target
+from leannet.prune.cost import CostModel
+from leannet.prune.depth import plan_depth, remove_blocks
 from leannet.train.fit import evaluate, fit
 from leannet.train.tasks import ClassificationTask
 
@@ -90,10 +93,26 @@ CRITERION = "group_l1"  # Torch-Pruning's GroupMagnitudeImportance(p=1), like fo
 
 
 def leannet_prune(model, example, target: Target, table=None, uniform: bool = False):
+    """leannet's one-shot plan to `target` (global ranking unless `uniform`), applied to a copy."""
     pruner = Pruner(copy.deepcopy(model), example, criterion=CRITERION, latency_model=table,
                     global_ranking=not uniform)
     plan = pruner.plan(target)
     return pruner.apply(plan), plan.meta
+
+
+def depth_then_latency(model, example, blocks: int, fraction: float, table, calibration,
+                       round_to: int, tradeoff: float):
+    """Depth, then width, to one latency estimate: remove the `blocks` residual blocks whose branch
+    adds least on the calibration images (their layers' fixed cost goes too, which no width cut
+    can remove), then prune channels to `fraction` of the *unpruned* model's estimated latency."""
+    full_ms = CostModel(model, Pruner(model, example).graph, table).latency0
+    trial = remove_blocks(copy.deepcopy(model), plan_depth(model, calibration, blocks))
+    left_ms = CostModel(trial, Pruner(trial, example).graph, table).latency0
+    if fraction * full_ms >= left_ms:
+        return trial, {"latency_fraction": left_ms / full_ms}
+    pruned, meta = leannet_prune(trial, example, Target(
+        latency=fraction * full_ms / left_ms, round_to=round_to, latency_tradeoff=tradeoff), table)
+    return pruned, {**meta, "latency_fraction": meta["latency_fraction"] * left_ms / full_ms}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -116,6 +135,12 @@ def main() -> None:
     parser.add_argument("--macs", default="0.5,0.35", help="MACs targets")
     parser.add_argument("--latency", default="0.75,0.6",
                         help="latency targets (fractions of the int8 model's, estimated)")
+    parser.add_argument("--tradeoffs", default="1",
+                        help="Target.latency_tradeoff values for the latency targets (1: importance "
+                             "per ms, 0: importance alone); choose on the val columns")
+    parser.add_argument("--depth-blocks", type=int, default=0,
+                        help="also: remove this many residual blocks, then width-prune to each "
+                             "latency target (depth + width)")
     parser.add_argument("--criterion", default="group_l1",
                         help="leannet's criterion (group_l1 is Torch-Pruning's group-L1)")
     parser.add_argument("--round-to", type=int, default=16)
@@ -159,8 +184,14 @@ def main() -> None:
         variants[f"Torch-Pruning macs {m:g}"] = lambda m=m: (
             tp_prune(base, example, m, args.round_to), {})
     for f in [float(v) for v in args.latency.split(",") if v]:
-        variants[f"leannet latency {f:g}"] = lambda f=f: leannet_prune(
-            base, example, Target(latency=f, round_to=args.round_to), table)
+        for t in [float(v) for v in args.tradeoffs.split(",") if v]:
+            name = f"leannet latency {f:g}" + (f" tradeoff {t:g}" if t != 1 else "")
+            variants[name] = lambda f=f, t=t: leannet_prune(
+                base, example, Target(latency=f, round_to=args.round_to, latency_tradeoff=t), table)
+            if args.depth_blocks:
+                variants[f"leannet depth {args.depth_blocks} + " + name[len("leannet "):]] = \
+                    lambda f=f, t=t: depth_then_latency(base, example, args.depth_blocks, f, table,
+                                                        calibration, args.round_to, t)
 
     if args.only:  # a subset of the variants, by name
         variants = {k: v for k, v in variants.items() if any(o in k for o in args.only.split(","))}
@@ -192,8 +223,15 @@ def main() -> None:
     items, built = {}, {}
     for name, row in rows.items():
         for precision in ("fp32", "int8"):
+            scored = row["model"]  # the first seed's model: its deployed files are scored on test
+
+            def score(session, scored=scored):
+                return {split: evaluate_session(session, scored, loader(data[split], None),
+                                                ClassificationTask())["accuracy"]
+                        for split in ("val", "test")}
             info, session = build_one(row["model"], "onnxruntime", precision, None, example,
-                                      calibration=calibration, check_inputs=calibration[0][:16])
+                                      calibration=calibration, check_inputs=calibration[0][:16],
+                                      evaluate=score)
             items[(name, precision)] = timed(session, "onnxruntime", precision, example)
             built[(name, precision)] = info
     latencies = time_latencies(items, threads=1, runs=args.runs, rounds=args.rounds, warn=False)
@@ -209,7 +247,8 @@ def main() -> None:
             lat = latencies[(name, precision)]
             entry[precision] = {"latency": lat.to_dict(),
                                 "speedup_vs_baseline_fp32": base_ms / lat.median_ms,
-                                "agreement": built[(name, precision)].get("agreement")}
+                                "agreement": built[(name, precision)].get("agreement"),
+                                "seed0_file_accuracy": built[(name, precision)].get("metrics")}
         results.append(entry)
     meta = {"command": "python benchmarks/latency_target.py " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
@@ -224,16 +263,25 @@ def main() -> None:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| variant | MACs | params | test acc % (mean ± std) | ORT fp32 ms (IQR) | ORT int8 ms "
-             "(IQR) | speed-up fp32 / int8 vs baseline fp32 |", "|---|---|---|---|---|---|---|"]
+    """The table: val (selection) and test accuracy over seeds, the seed-0 files' test accuracy
+    in fp32 and int8, latencies with IQR, speed-ups against the unpruned fp32 model."""
+    lines = ["| variant | MACs | params | val acc % (select) | test acc % (mean ± std) | seed-0 "
+             "file test acc % fp32 / int8 | ORT fp32 ms (IQR) | ORT int8 ms (IQR) | speed-up "
+             "fp32 / int8 vs baseline fp32 |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def pct(values: list[float]) -> str:
+        if not values:
+            return "-"
+        mean, std = mean_std([100 * a for a in values])
+        return f"{mean:.2f} ± {std:.2f}"
     for r in results:
-        acc = mean_std([100 * a for a in r["test_accuracy"]]) if r["test_accuracy"] else \
-            (float("nan"), float("nan"))
+        files = [(r[p].get("seed0_file_accuracy") or {}).get("test") for p in ("fp32", "int8")]
+        file_cell = " / ".join(f"{100 * a:.2f}" if a is not None else "-" for a in files)
         cells = [f"{r[p]['latency']['median_ms']:.3g} ({r[p]['latency']['q1_ms']:.3g}-"
                  f"{r[p]['latency']['q3_ms']:.3g})" for p in ("fp32", "int8")]
         lines.append(f"| {r['variant']} | {r['macs_fraction']:.1%} | {r['params']:,} | "
-                     f"{acc[0]:.2f} ± {acc[1]:.2f} | {cells[0]} | {cells[1]} | "
-                     f"{r['fp32']['speedup_vs_baseline_fp32']:.2f} / "
+                     f"{pct(r['val_accuracy'])} | {pct(r['test_accuracy'])} | {file_cell} | "
+                     f"{cells[0]} | {cells[1]} | {r['fp32']['speedup_vs_baseline_fp32']:.2f} / "
                      f"{r['int8']['speedup_vs_baseline_fp32']:.2f} |")
     return "\n".join(lines)
 

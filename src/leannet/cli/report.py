@@ -13,9 +13,9 @@ def register(app: typer.Typer) -> None:
     """Add the `report` command."""
 
     @app.command("report")
-    def report(run_dir: Path = typer.Argument(..., help="A prune run folder (result.json).")
+    def report(run_dir: Path = typer.Argument(..., help="A train or prune run folder (result.json).")
                ) -> None:
-        """Write report.md with the step table and plots into a prune run folder."""
+        """Write report.md and plots into a run folder: a prune run's steps, a train run's epochs."""
         from leannet.report import write_report
 
         path = write_report(run_dir)
