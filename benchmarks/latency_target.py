@@ -163,6 +163,7 @@ def main() -> None:
     data = {"train": subset(source.train, args.train, 1), "val": subset(source.val, args.val, 2),
             "test": subset(source.test, args.test, 3)}
     example = torch.zeros(1, source.in_channels, args.image_size, args.image_size)
+    torch.manual_seed(0)  # the baseline's initial weights: the same in every run of this command
     base = create_model("mobilenet_v2", num_classes=source.num_classes,
                         in_channels=source.in_channels, width_mult=args.width, small_input=True,
                         image_size=args.image_size)
