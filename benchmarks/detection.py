@@ -9,7 +9,7 @@ after every run, and each trained model is saved as a model folder under --runs.
         --out benchmarks/results/detection_v3.json
     OMP_NUM_THREADS=1 python benchmarks/detection.py --costs \
         --out benchmarks/results/detection_costs.json
-    OMP_NUM_THREADS=1 python benchmarks/detection.py --coco /work/shared/data/coco128 --heads v3 \
+    OMP_NUM_THREADS=1 python benchmarks/detection.py --coco ../shared/data/coco128 --heads v3 \
         --epochs 10 --out benchmarks/results/detection_coco128.json
 """
 from __future__ import annotations
