@@ -326,7 +326,9 @@ def markdown(summary: list[dict], meta: dict) -> str:
             "" if math.isnan(spread) else f" ± {100 * spread:.{digits}f}")
 
     for s in summary:
-        lines.append(f"| {s['model']} | {label(s['method'], s['steps'])} | {len(s['seeds'])} | "
+        shared = s["steps"] == 0 and len(s["seeds"]) > 1 and s["test_acc_std"] == 0
+        name = "baseline (one, shared by the seeds)" if shared else label(s["method"], s["steps"])
+        lines.append(f"| {s['model']} | {name} | {len(s['seeds'])} | "
                      f"{pm(s, 'test_acc', 2)} | {pm(s, 'val_acc', 2)} | "
                      f"{pm(s, 'val_acc_before_ft', 1)} | "
                      f"{100 * s['macs_fraction']:.2f}% | {s['params']:,.0f} |")
@@ -350,7 +352,7 @@ def _join(parts: list[Path]) -> tuple[list[dict], dict]:
     for part in parts:
         data = json.loads(part.read_text())
         rows += data["rows"]
-        commands += data.get("commands") or [data["command"]]
+        commands += [c for c in data.get("commands") or [data["command"]] if c not in commands]
         splits = data["splits"]
     return rows, {"commands": commands, "splits": splits}
 
