@@ -125,7 +125,8 @@ def test_prune_cli_plans_a_latency_target_in_the_runtime(digits_model, tmp_path,
 
     def fixed_table(model, example, runtime, precision, threads=1):
         asked.append((runtime, precision, threads))
-        layers = {n: (0.001, 1e-6) for n, m in model.named_modules()
+        layers = {n: (0.001, 2e-5 if n == "features.0.0" else 1e-6)  # the stem: dear per MAC
+                  for n, m in model.named_modules()
                   if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
         return LatencyModel(layers, 0.001, {"runtime": runtime, "precision": precision})
 
@@ -141,3 +142,16 @@ def test_prune_cli_plans_a_latency_target_in_the_runtime(digits_model, tmp_path,
     state = json.loads((out / "state.json").read_text())
     assert state["baseline"]["latency"] == state["baseline"]["latency_estimated_ms"] > 0
     assert state["current"]["latency_estimated_ms"] <= 0.7 * state["baseline"]["latency"] * 1.02
+    assert json.loads((out / "result.json").read_text())["latency_tradeoff"] == 1.0
+    # the trade-off reaches the planner: importance alone (0) also cuts the fc layer, which saves
+    # too little time for importance per millisecond (1) to touch
+    alone = tmp_path / "alone"
+    code, text, err = cli(monkeypatch, capsys, "prune", str(digits_model), "--target-latency",
+                          "0.7", "--runtime", "onnxruntime", "--precision", "fp32", "--steps",
+                          "1", "--finetune-epochs", "1", "--max-drop", "0.5", "--latency-tradeoff",
+                          "0", "--out", str(alone))
+    assert code == 0, err
+    result = json.loads((alone / "result.json").read_text())
+    assert result["latency_tradeoff"] == 0.0
+    by_ratio = json.loads((out / "result.json").read_text())["final"]
+    assert result["final"]["params"] != by_ratio["params"]  # measured: the fc layer cut too

@@ -106,6 +106,9 @@ def prune(
                                                     "default --round-to"),
     precision: str = typer.Option("int8", help="the precision it will run at: fp32 or int8"),
     min_fraction: float = typer.Option(0.0, help="never keep less than this fraction per layer"),
+    latency_tradeoff: float = typer.Option(
+        1.0, help="with --target-latency and its table: rank channels by importance / (ms "
+                  "saved) ** this; 1 importance per millisecond (HALP), 0 importance alone"),
     task_weights: Optional[str] = typer.Option(None, help="importance weight per task, "
                                                           "'left=1,right=2'"),
     seed: int = typer.Option(0),
@@ -145,7 +148,8 @@ def prune(
                    schedule=schedule, finetune_epochs=finetune_epochs, lr=lr,
                    optimizer=optimizer, batch_size=batch_size, round_to=round_to,
                    runtime=runtime, precision=precision,
-                   min_fraction=min_fraction, task_weights=weights, resume=resume, force=force,
+                   min_fraction=min_fraction, latency_tradeoff=latency_tradeoff,
+                   task_weights=weights, resume=resume, force=force,
                    seed=seed, sensitivity_dir=sensitivity, device=device, amp=amp,
                    channels_last=channels_last, compile=compile, workers=workers,
                    calib_split=calib_split, calibration_batches=calib_batches,

@@ -70,6 +70,7 @@ class PruneJob:
     precision: str = "int8"
     rounding: dict[str, Any] = field(default_factory=dict)  # the round_to used, and why
     min_fraction: float = 0.0
+    latency_tradeoff: float = 1.0  # --target-latency ranks by importance / (ms saved) ** this
     task_weights: dict[str, float] | None = None
     resume: bool = False
     force: bool = False
@@ -201,6 +202,7 @@ def check_prune_job(job: PruneJob) -> None:
         raise LeannetError(f"--precision {job.precision!r}: expected one of "
                            f"{', '.join(PRECISIONS)}")
     checks.number("--min-fraction", job.min_fraction, low=0, high=1, high_open=True)
+    checks.number("--latency-tradeoff", job.latency_tradeoff, low=0, high=4)
     checks.number("--seed", job.seed, low=0, integer=True)
     checks.number("--workers", job.workers, low=0, high=64, integer=True)
     checks.device(job.device)
@@ -244,7 +246,8 @@ def run_prune_job(job: PruneJob, on_attempt: Callable[[dict], Any] | None = None
         raise LeannetError("--target-latency under torchrun: each process would time its own "
                            "copy and plan differently; prune by --target-macs, or in one process")
     kinds: dict[str, Any] = dict(job.target)  # {kind: fraction}; Target checks it
-    target = Target(round_to=job.round_to or 1, min_fraction=job.min_fraction, **kinds)
+    target = Target(round_to=job.round_to or 1, min_fraction=job.min_fraction,
+                    latency_tradeoff=job.latency_tradeoff, **kinds)
     target.reduction()  # the one place a target is checked, before any work
     options = {"task_weights": job.task_weights} if job.task_weights else {}
     settings = RunSettings(criterion=job.criterion, schedule=job.schedule, steps=job.steps,
@@ -465,6 +468,8 @@ def finish_run(job: PruneJob, work: Path, original: nn.Module, outcome: Iterativ
                "distill": asdict(job.distill) if job.distill is not None else None,
                "channels_before": _conv_channels(original),
                "channels_after": _conv_channels(outcome.model)}
+    if "latency" in job.target:  # how the latency target traded importance for time
+        result["latency_tradeoff"] = job.latency_tradeoff
     if job.remove_blocks is not None:  # depth pruning: the blocks the kept model lost
         result["removed_blocks"] = [name for step in outcome.steps if step["status"] == "accepted"
                                     for name in step.get("removed_blocks", [])]
