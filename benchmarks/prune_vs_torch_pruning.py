@@ -348,12 +348,18 @@ def _finite(value: Any) -> Any:
 
 def _join(parts: list[Path]) -> tuple[list[dict], dict]:
     """The rows of per-seed parts (or of an earlier merged JSON) and their commands and splits."""
-    rows, commands, splits = [], [], {}
+    rows, commands, by_model = [], [], {}
     for part in parts:
         data = json.loads(part.read_text())
         rows += data["rows"]
         commands += [c for c in data.get("commands") or [data["command"]] if c not in commands]
-        splits = data["splits"]
+        for model in {r["model"] for r in data["rows"]}:
+            by_model[model] = data["splits"]
+    distinct = {json.dumps(v, sort_keys=True) for v in by_model.values()}
+    # one schedule: its splits; models on different subsets: each model's own
+    splits = next(iter(by_model.values())) if len(distinct) == 1 else {
+        f"{model} {split}": text for model, value in sorted(by_model.items())
+        for split, text in value.items()}
     return rows, {"commands": commands, "splits": splits}
 
 

@@ -65,8 +65,8 @@ def test_seeds_join_once_per_method_and_seed_with_sample_std():
 
 
 def test_merge_tables_an_earlier_schedule_apart_from_the_headline(tmp_path, monkeypatch):
-    def part(name, command, accs):
-        rows = [{"model": "resnet20", "method": "group_l1", "steps": 1, "seed": seed,
+    def part(name, command, accs, model="resnet20"):
+        rows = [{"model": model, "method": "group_l1", "steps": 1, "seed": seed,
                  "test_acc": acc, "val_acc": acc, "val_acc_before_ft": None,
                  "macs_fraction": 0.5, "params": 10, "wall_s": 1.0}
                 for seed, acc in enumerate(accs)]
@@ -76,7 +76,8 @@ def test_merge_tables_an_earlier_schedule_apart_from_the_headline(tmp_path, monk
         return path
 
     monkeypatch.setattr(pvt, "OUT", tmp_path / "out" / "table")
-    pvt.merge([part("new.json", "strong", [0.5, 0.6, 0.7])],
+    pvt.merge([part("new.json", "strong", [0.5, 0.6, 0.7]),
+               part("deep.json", "small", [0.4], model="resnet56")],
               [part("old.json", "weak", [0.1, 0.2, 0.3])])
     result = json.loads((tmp_path / "out" / "table.json").read_text())
     assert result["summary"][0]["test_acc"] == pytest.approx(0.6)  # the old rows are not mixed in
@@ -86,6 +87,9 @@ def test_merge_tables_an_earlier_schedule_apart_from_the_headline(tmp_path, monk
     headline, earlier = text.split("## Earlier, weaker schedule")
     assert "`strong`" in headline and "60.00 ± 10.00" in headline and "weak" not in headline
     assert "`weak`" in earlier and "20.00 ± 10.00" in earlier
+    # two models on different subsets: each model's splits, not the last part's for both
+    assert "- resnet20 train: strong" in headline and "- resnet56 train: small" in headline
+    assert "- train: weak" in earlier
 
 
 def test_soft_sharing_caption_states_its_own_budget():
