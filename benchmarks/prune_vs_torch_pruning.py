@@ -15,9 +15,11 @@ set (stratified, split seed 0) and selects the best fine-tuning epoch; the offic
 reports. Each seed changes the fine-tuning order, the calibration batches and the random scores
 (the baseline is shared unless --baseline-per-seed).
 
-One process per seed can run side by side (`--seeds 0`, `--seeds 1`, ... with --out per seed);
-`--merge` joins their JSON files into docs/benchmarks/prune_vs_torch_pruning.{json,md} with the
-mean +- std over seeds.
+One process per seed can run side by side (`--seeds 0`, `--seeds 1`, ... with --out per seed),
+or one process runs the seeds one after the other (`--seeds 0 1 2 --out 'part-seed{seed}.json'`,
+which spares a loaded machine); `--merge` joins their JSON files into
+docs/benchmarks/prune_vs_torch_pruning.{json,md} with the mean +- std over seeds, and
+`--earlier` tables the parts of an older schedule below it, apart.
 
     python benchmarks/prune_vs_torch_pruning.py --data-root ../shared/data/cifar10
 """
