@@ -223,13 +223,11 @@ def main() -> None:
 
     items, built = {}, {}
     for name, row in rows.items():
+        def score(session, scored=row["model"]):  # the first seed's model: its files, on val/test
+            return {split: evaluate_session(session, scored, loader(data[split], None),
+                                            ClassificationTask())["accuracy"]
+                    for split in ("val", "test")}
         for precision in ("fp32", "int8"):
-            scored = row["model"]  # the first seed's model: its deployed files are scored on test
-
-            def score(session, scored=scored):
-                return {split: evaluate_session(session, scored, loader(data[split], None),
-                                                ClassificationTask())["accuracy"]
-                        for split in ("val", "test")}
             info, session = build_one(row["model"], "onnxruntime", precision, None, example,
                                       calibration=calibration, check_inputs=calibration[0][:16],
                                       evaluate=score)

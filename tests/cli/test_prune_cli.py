@@ -247,6 +247,7 @@ def test_prune_refuses_an_out_folder_that_holds_its_input(base_model, monkeypatc
     (["--min-fraction", "1.5"], "--min-fraction"),
     (["--latency-tradeoff", "nan"], "--latency-tradeoff must be a finite number"),
     (["--latency-tradeoff", "-1"], "--latency-tradeoff must be in [0, 4]"),
+    (["--latency-tradeoff", "0"], "--latency-tradeoff only shapes a --target-latency"),
     (["--round-to", "0"], "--round-to"),
     (["--target-macs", "0.001", "--max-drop", "1"], "cannot be reached"),
 ])

@@ -37,6 +37,7 @@ from leannet.train.distill import DistillConfig, distilling, frozen_teacher
 from leannet.train.evaluation import split_facts, test_metrics
 from leannet.train.fit import AMP_DTYPES, evaluate, fit
 from leannet.prune import LatencyModel, Pruner, Target
+from leannet.prune.plan import MAX_LATENCY_TRADEOFF
 from leannet.prune.depth import plan_depth, remove_blocks
 from leannet.prune.sensitivity import ratios_from_sensitivity, sensitivity_analysis
 from leannet.report import plot_sensitivity
@@ -202,7 +203,11 @@ def check_prune_job(job: PruneJob) -> None:
         raise LeannetError(f"--precision {job.precision!r}: expected one of "
                            f"{', '.join(PRECISIONS)}")
     checks.number("--min-fraction", job.min_fraction, low=0, high=1, high_open=True)
-    checks.number("--latency-tradeoff", job.latency_tradeoff, low=0, high=4)
+    checks.number("--latency-tradeoff", job.latency_tradeoff, low=0, high=MAX_LATENCY_TRADEOFF)
+    if job.latency_tradeoff != 1.0 and ("latency" not in job.target or job.runtime == "torch"):
+        raise LeannetError("--latency-tradeoff only shapes a --target-latency planned on a "
+                           "runtime's table (--runtime onnxruntime or executorch); add "
+                           "--target-latency, or drop --latency-tradeoff")
     checks.number("--seed", job.seed, low=0, integer=True)
     checks.number("--workers", job.workers, low=0, high=64, integer=True)
     checks.device(job.device)

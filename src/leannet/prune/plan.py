@@ -18,6 +18,7 @@ from leannet.prune.capture.graph import ChannelGraph
 
 PLAN_VERSION = 1
 KINDS = ("macs", "params", "channels", "latency")
+MAX_LATENCY_TRADEOFF = 4  # Target.latency_tradeoff lies in [0, this]
 
 
 @dataclass
@@ -60,9 +61,10 @@ class Target:
         if not isinstance(self.round_to, int) or self.round_to < 1:
             raise LeannetError(f"round_to={self.round_to!r} must be an integer >= 1")
         if not isinstance(self.latency_tradeoff, (int, float)) or \
-                not 0 <= self.latency_tradeoff <= 4:  # also refuses NaN
+                not 0 <= self.latency_tradeoff <= MAX_LATENCY_TRADEOFF:  # also refuses NaN
             raise LeannetError(f"latency_tradeoff={self.latency_tradeoff!r} must be a number in "
-                               "[0, 4] (1: importance per millisecond, 0: importance alone)")
+                               f"[0, {MAX_LATENCY_TRADEOFF:g}] (1: importance per millisecond, "
+                               "0: importance alone)")
         for key, frac in self.overrides.items():
             if not isinstance(frac, (int, float)) or not 0 < frac <= 1:
                 raise LeannetError(f"override {key}={frac!r} must be a fraction to keep in (0, 1]")

@@ -165,7 +165,7 @@ def _unreachable(kind: str, fraction: float, best: float,
                              + (explain_protection(graph) if graph is not None else ""))
 
 
-def _global(choices, free, fixed, kind, fraction, cost, tradeoff: float = 1.0) -> dict[str, int]:
+def _global(choices, free, fixed, kind, fraction, cost, tradeoff: float) -> dict[str, int]:
     """Units (chunks of round_to channels) of all groups, least important first; the shortest
     prefix that reaches the target."""
     units = []
@@ -196,7 +196,7 @@ def _global(choices, free, fixed, kind, fraction, cost, tradeoff: float = 1.0) -
     return _refine_last(choices, units, low, kept_after, kind, fraction, cost)
 
 
-def _per_ms(units: list, free: list[GroupChoice], cost: CostModel, tradeoff: float = 1.0) -> list:
+def _per_ms(units: list, free: list[GroupChoice], cost: CostModel, tradeoff: float) -> list:
     """Importance per millisecond: each unit's score divided by the time removing it alone saves
     (relative to the mean unit) raised to `tradeoff`, so that channels where the runtime pays most
     per unit of importance go first (NetAdapt's and HALP's trade, on the measured per-layer
