@@ -95,3 +95,10 @@ def test_export_onnx_int8_is_qdq_and_agrees(digits_model, tmp_path, monkeypatch,
     result = json.loads((out / "result.json").read_text())
     assert result["precision"] == "int8" and result["agreement"]["top1_agreement"] >= 0.9
     assert result["latency"]["runtime"] == "onnxruntime" and "IQR" in text
+
+
+def test_export_nms_refuses_a_classifier(digits_model, tmp_path, monkeypatch, capsys):
+    code, _, err = cli(monkeypatch, capsys, "export", str(digits_model), "--nms", "--out",
+                       str(tmp_path / "n.onnx"))
+    assert code == 2 and "--nms needs a YOLO detector" in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())

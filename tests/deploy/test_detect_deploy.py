@@ -72,3 +72,64 @@ def test_quantize_a_detector_scores_map_and_agreement(detector, tmp_path, monkey
     print(json.dumps({p: r["metrics"] for p, r in rows.items()}))  # shown with -s
     assert int8["size_bytes"] < 0.7 * fp32["size_bytes"]
     assert "map50" in text and "(batch 1), 1 thread" in text
+
+
+def test_export_nms_ends_the_file_in_final_detections(detector, tmp_path, monkeypatch, capsys):
+    """`export --nms`: the ONNX file takes an image and returns boxes, scores and labels; fp32
+    gives torch's detections (decode + NMS), int8 nearly the same; nothing is replaced
+    without --force, and a non-detector or another format is refused in one line."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from leannet.checkpoint import load
+    from leannet.detect.decode import decode
+
+    _small_source(monkeypatch)
+    out = tmp_path / "nms.onnx"
+    code, text, err = cli(monkeypatch, capsys, "export", str(detector), "--nms", "--conf", "0.001",
+                          "--out", str(out))
+    assert code == 0, err
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["nms"]["outputs"] == ["boxes", "scores", "labels", "count"]
+    check = result["nms"]["check"]
+    assert check["torch_detections"] > 0 and check["map50_vs_torch"] > 0.99
+    assert f"mAP@0.5 against torch's detections {check['map50_vs_torch']:.3f}" in text
+
+    model = load(detector).eval()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()][:3] == ["boxes", "scores", "labels"]
+    image = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(3))
+    boxes, scores, labels, _ = session.run(None, {"input": image.numpy()})
+    with torch.no_grad():
+        want = decode(model(image), model.detect_spec, 0.001, 0.45)[0]
+    assert boxes.shape == (len(want["boxes"]), 4) and len(want["boxes"]) > 0
+
+    def rows(b, s, lab):  # near-equal scores may swap ranks: compare as sorted sets of rows
+        table = np.concatenate([np.asarray(lab, np.float32)[:, None], np.asarray(b),
+                                np.asarray(s)[:, None]], 1)
+        return table[np.lexsort(table.T[::-1])]
+    np.testing.assert_allclose(rows(boxes, scores, labels),
+                               rows(want["boxes"], want["scores"], want["labels"]), atol=1e-3)
+    assert (np.diff(scores) <= 0).all()  # best first
+
+    before = out.read_bytes()
+    code, _, err = cli(monkeypatch, capsys, "export", str(detector), "--nms", "--out", str(out))
+    assert code == 2 and "already exists" in err and out.read_bytes() == before
+
+    int8 = tmp_path / "int8" / "nms-int8.onnx"
+    code, text, err = cli(monkeypatch, capsys, "export", str(detector), "--nms", "--conf", "0.001",
+                          "--precision", "int8", "--out", str(int8))
+    assert code == 0, err
+    check = json.loads((int8.parent / "result.json").read_text())["nms"]["check"]
+    assert 0.5 < check["map50_vs_torch"] <= 1.0 and check["file_detections"] > 0
+    assert int8.stat().st_size < 0.7 * out.stat().st_size
+
+    for bad in (("--conf", "nan"), ("--iou", "0"), ("--max-det", "0")):
+        code, _, err = cli(monkeypatch, capsys, "export", str(detector), "--nms", *bad, "--out",
+                           str(tmp_path / "bad" / "bad.onnx"))
+        assert code == 2 and ("out of range" in err or "must be at least 1" in err), err
+        assert err.count("\n") == 1 and not (tmp_path / "bad").exists()
+    code, _, err = cli(monkeypatch, capsys, "export", str(detector), "--nms", "--format",
+                       "executorch", "--out", str(tmp_path / "x"))
+    assert code == 2 and "--nms works with --format onnx only" in err
+    assert not (tmp_path / "x").exists()

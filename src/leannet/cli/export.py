@@ -1,7 +1,7 @@
-"""`leannet export MODEL_DIR --format onnx|executorch [--precision int8]`: a deployable file
-(BatchNorm folded; int8 calibrated on the model's data), checked against torch (parity for fp32,
-agreement for int8) before it appears; writes the file and result.json, never over another
-run's output unless --force."""
+"""`leannet export MODEL_DIR --format onnx|executorch [--precision int8] [--nms]`: a deployable
+file (BatchNorm folded; int8 calibrated on the model's data), checked against torch (parity for
+fp32, agreement for int8) before it appears; writes the file and result.json, never over another
+run's output unless --force. `--nms` ends a detector's ONNX file in box decoding and NMS."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,6 +40,12 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(
             None, "--out", "-o", help="Output file or folder [default: MODEL_DIR/export]."),
         opset: int = typer.Option(17, "--opset", help="ONNX opset (13 or newer)."),
+        nms: bool = typer.Option(False, "--nms", help="Detectors, ONNX: decode boxes and run "
+                                 "class-aware NMS inside the file (batch 1; outputs boxes, "
+                                 "scores, labels)."),
+        conf: float = typer.Option(0.25, "--conf", help="With --nms: confidence threshold."),
+        iou: float = typer.Option(0.45, "--iou", help="With --nms: NMS IoU threshold."),
+        max_det: int = typer.Option(100, "--max-det", help="With --nms: detections kept."),
         force: bool = typer.Option(False, "--force", help="Replace existing output."),
     ) -> None:
         """Export a model folder to ONNX or ExecuTorch, fp32 or int8, and check it."""
@@ -54,6 +60,9 @@ def register(app: typer.Typer) -> None:
         if precision not in PRECISIONS:
             raise LeannetError(f"unknown precision {precision!r}; expected one of "
                                f"{', '.join(PRECISIONS)}")
+        if nms and format != "onnx":
+            raise LeannetError(f"--nms works with --format onnx only; ExecuTorch has no NMS "
+                               f"kernel, so a {format} file ends in the raw head maps")
         runtime = get_runtime(FORMATS[format])
         runtime.check(precision)
         path, result_path = export_paths(model_dir, out, runtime.suffix, precision)
@@ -62,7 +71,10 @@ def register(app: typer.Typer) -> None:
             if existing.exists() and not force:
                 raise LeannetError(f"{existing} already exists; pass --force to replace it")
         with console.status(f"exporting to {format} {precision} and checking it"):
-            if format == "onnx" and precision == "fp32":
+            if nms:
+                info = _with_nms(model_dir, path, precision, opset, data, data_root,
+                                 (conf, iou, max_det))
+            elif format == "onnx" and precision == "fp32":
                 info = _onnx_fp32(model_dir, path, opset)
             else:
                 info = _deploy(model_dir, runtime.name, precision, path, data, data_root)
@@ -82,33 +94,82 @@ def _onnx_fp32(model_dir: Path, path: Path, opset: int) -> dict:
     return export_checked(model, path, model_input_shape(model, 1), opset=opset)
 
 
-def _deploy(model_dir: Path, runtime: str, precision: str, path: Path, data: str | None,
-            data_root: Path | None) -> dict:
-    """Any other format or int8: through leannet.deploy, calibrated and checked on real data."""
-    import torch
-
-    from leannet.deploy.matrix import deploy_one
+def _inputs(model_dir: Path, precision: str, data: str | None, data_root: Path | None):
+    """(model, real check inputs, calibration batches) from the model's data source when it
+    records one or --data names one; int8 refuses to go without."""
+    from leannet.checkpoint import load, read_config
     from leannet.deploy.quantize import calibration_batches
     from leannet.errors import LeannetError
-    from leannet.checkpoint import load, read_config
-    from leannet.models import model_input_shape
     from leannet.jobs.prune import open_workbench
 
-    calibration = check_inputs = None
     recorded = (read_config(model_dir).get("data") or {}).get("name")
     if precision == "int8" or data is not None or recorded:
         if data is None and not recorded:
             raise LeannetError(f"int8 needs real calibration data and the model in {model_dir} "
                                "records no data source; pass --data")
         bench = open_workbench(model_dir, data, data_root, batch_size=64)
-        model, check_inputs = bench.model, next(iter(bench.val_loader))[0][:32]
-        calibration = calibration_batches(bench.train_loader, 8)
-    else:
-        model = load(model_dir)
+        return (bench.model, next(iter(bench.val_loader))[0][:32],
+                calibration_batches(bench.train_loader, 8))
+    return load(model_dir), None, None
+
+
+def _deploy(model_dir: Path, runtime: str, precision: str, path: Path, data: str | None,
+            data_root: Path | None) -> dict:
+    """Any other format or int8: through leannet.deploy, calibrated and checked on real data."""
+    import torch
+
+    from leannet.deploy.matrix import deploy_one
+    from leannet.models import model_input_shape
+
+    model, check_inputs, calibration = _inputs(model_dir, precision, data, data_root)
     example = torch.zeros(model_input_shape(model, 1))
     # force: the checks above already refused existing files unless --force was given
     return deploy_one(model, runtime, precision, path, example, calibration=calibration,
                       check_inputs=check_inputs, force=True, runs=20)
+
+
+def _with_nms(model_dir: Path, path: Path, precision: str, opset: int, data: str | None,
+              data_root: Path | None, nms: tuple[float, float, int]) -> dict:
+    """The detector's checked ONNX file (fp32 or int8), then decoding + NMS appended, the merged
+    file checked against torch's detections on real inputs and timed; staged, then renamed."""
+    import os
+    import tempfile
+
+    import torch
+
+    from leannet.deploy.matrix import deploy_one, timed
+    from leannet.deploy.nms import append_detections, check_detections, detections_head
+    from leannet.deploy.runtimes import get_runtime
+    from leannet.export import export_checked
+    from leannet.measure import time_latencies
+    from leannet.models import model_input_shape
+
+    model, check_inputs, calibration = _inputs(model_dir, precision, data, data_root)
+    head = detections_head(model, *nms)  # a non-detector is refused before any work
+    example = torch.zeros(model_input_shape(model, 1))
+    if check_inputs is None:
+        check_inputs = torch.randn(8, *example.shape[1:], generator=torch.Generator().manual_seed(0))
+    staging = path.with_name(f".{path.stem}.staging-{os.getpid()}{path.suffix}")
+    with tempfile.TemporaryDirectory(prefix="leannet-export-") as tmp:
+        plain = Path(tmp) / "plain.onnx"
+        info = (export_checked(model, plain, tuple(example.shape), opset=opset)
+                if precision == "fp32" else
+                deploy_one(model, "onnxruntime", precision, plain, example, calibration=calibration,
+                           check_inputs=check_inputs, runs=20))
+        info.pop("latency", None)  # the raw head maps' file; the merged file is timed below
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            info.update(append_detections(plain, staging, model, head, example))
+            session = get_runtime("onnxruntime").load(staging, threads=1)
+            info["nms"]["check"] = check_detections(session, model, head, check_inputs, precision)
+            info["latency"] = time_latencies({0: timed(session, "onnxruntime", precision, example)},
+                                             threads=1, runs=20, rounds=1)[0].to_dict()
+            info["size_bytes"] = staging.stat().st_size
+            os.replace(staging, path)
+        finally:
+            staging.unlink(missing_ok=True)
+    info["path"] = str(path)
+    return info
 
 
 def _print(path: Path, info: dict) -> None:
@@ -125,6 +186,14 @@ def _print(path: Path, info: dict) -> None:
         console.print(f"int8 against fp32 on {info.get('check_inputs', '?')} real inputs: "
                       + (f"top-1 agreement {top1:.1%}, " if top1 is not None else "")
                       + f"max rel diff {agree['max_rel_diff']:.3g}")
+    if "nms" in info:
+        check = info["nms"]["check"]
+        agreement = check["map50_vs_torch"]
+        console.print(f"decoding + NMS in the file, on {check['images']} real inputs: "
+                      f"{check['identical_images']:.0%} of images give torch's exact detections; "
+                      "mAP@0.5 against torch's detections "
+                      + (f"{agreement:.3f}" if agreement is not None
+                         else "not defined (torch found no boxes)"))
     if "latency" in info:
         from leannet.measure import latency_from_dict
 

@@ -55,7 +55,7 @@ def split_level(raw: Tensor, spec: DetectSpec, level: int) -> LevelOutput:
         xy = (box[..., :2].sigmoid() + grid) * stride
         wh = box[..., 2:4].clamp(max=MAX_LOG_SIZE).exp() * anchors.view(1, a, 1, 1, 2)
     boxes = torch.cat([xy - wh / 2, xy + wh / 2], -1)
-    return LevelOutput(box, boxes, box[..., 4], cls, int(round(stride)), anchors)
+    return LevelOutput(box, boxes, box[..., 4], cls, int(round(float(stride))), anchors)
 
 
 def class_scores(level: LevelOutput, head: str) -> Tensor:
