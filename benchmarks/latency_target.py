@@ -23,12 +23,14 @@ import copy
 import json
 import statistics
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from leannet import checkpoint
 from leannet.data import get_source
 from leannet.data.splits import stratified_indices
 from leannet.deploy.latency import layer_latency_model
@@ -39,6 +41,7 @@ from leannet.models import create_model
 from leannet.prune import Pruner, Target
 from leannet.prune.cost import CostModel
 from leannet.prune.depth import plan_depth, remove_blocks
+from leannet.train.distill import DistillConfig, distilling, frozen_teacher
 from leannet.train.fit import evaluate, fit
 from leannet.train.tasks import ClassificationTask
 
@@ -57,11 +60,17 @@ def loader(dataset, seed: int | None, batch: int = 64) -> DataLoader:
                       generator=torch.Generator().manual_seed(seed))
 
 
-def train(model, data: dict, epochs: int, lr: float, seed: int) -> None:
+def train(model, data: dict, epochs: int, lr: float, seed: int, teacher=None) -> None:
+    """AdamW with cosine decay, best epoch on val; with a `teacher`, distilled from it (0.5
+    cross-entropy + 0.5 KL at T = 4, leannet's `--distill` default)."""
     torch.manual_seed(seed)
-    fit(model, loader(data["train"], seed), loader(data["val"], None), ClassificationTask(),
-        epochs, optimizer="adamw", lr=lr, weight_decay=0.05, seed=seed, progress=False,
-        restore_best=True)
+    task = ClassificationTask()
+    example = next(iter(loader(data["val"], None)))[0][:2]
+    with (distilling(model, teacher, task, example, DistillConfig()) if teacher is not None
+          else nullcontext(task)) as loss:
+        fit(model, loader(data["train"], seed), loader(data["val"], None), loss, epochs,
+            optimizer="adamw", lr=lr, weight_decay=0.05, seed=seed, progress=False,
+            restore_best=True)
 
 
 def accuracy(model, dataset) -> float:
@@ -146,6 +155,11 @@ def main() -> None:
     parser.add_argument("--round-to", type=int, default=16)
     parser.add_argument("--uniform", action="store_true",
                         help="also leannet with a uniform ratio (Torch-Pruning's default)")
+    parser.add_argument("--distill", action="store_true",
+                        help="fine-tune every variant distilled from the unpruned baseline")
+    parser.add_argument("--cache", default="",
+                        help="a folder to keep the trained baseline in (reused when its settings "
+                             "match; a model folder, safetensors + JSON)")
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--time-only", action="store_true",
@@ -163,12 +177,20 @@ def main() -> None:
     data = {"train": subset(source.train, args.train, 1), "val": subset(source.val, args.val, 2),
             "test": subset(source.test, args.test, 3)}
     example = torch.zeros(1, source.in_channels, args.image_size, args.image_size)
-    torch.manual_seed(0)  # the baseline's initial weights: the same in every run of this command
-    base = create_model("mobilenet_v2", num_classes=source.num_classes,
-                        in_channels=source.in_channels, width_mult=args.width, small_input=True,
-                        image_size=args.image_size)
-    train(base, data, args.epochs, args.lr, seed=0)
+    cached = (Path(args.cache) / f"{args.data}-n{args.train}-v{args.val}-e{args.epochs}-"
+              f"lr{args.lr:g}-w{args.width:g}-s{args.image_size}") if args.cache else None
+    if cached is not None and (cached / "model").exists():
+        base = checkpoint.load(cached / "model")
+    else:
+        torch.manual_seed(0)  # the baseline's initial weights: the same in every run
+        base = create_model("mobilenet_v2", num_classes=source.num_classes,
+                            in_channels=source.in_channels, width_mult=args.width,
+                            small_input=True, image_size=args.image_size)
+        train(base, data, args.epochs, args.lr, seed=0)
+        if cached is not None:
+            checkpoint.save(base.eval(), cached / "model")
     base.eval()
+    teacher = frozen_teacher(base) if args.distill else None
     print(f"baseline: test {accuracy(base, data['test']):.4f} ({time.time() - began:.0f} s)",
           flush=True)
     calibration = [b for b, _ in zip((x for x, _ in loader(data["train"], 0)), range(4))]
@@ -212,7 +234,7 @@ def main() -> None:
             seeds_here = seeds
         for seed in seeds_here:
             model = copy.deepcopy(pruned)
-            train(model, data, args.finetune_epochs, args.lr / 3, seed=seed)
+            train(model, data, args.finetune_epochs, args.lr / 3, seed=seed, teacher=teacher)
             row["test"].append(accuracy(model.eval(), data["test"]))
             row["val"].append(accuracy(model, data["val"]))
             row.setdefault("model", model)  # the first seed's model is the one timed
@@ -254,7 +276,8 @@ def main() -> None:
             "data": args.data, "splits": {k: len(v) for k, v in data.items()},
             "baseline": f"mobilenet_v2 width {args.width} small-input, {args.epochs} epochs AdamW, "
                         "seed 0, best epoch on val",
-            "finetune": f"{args.finetune_epochs} epoch(s), lr {args.lr / 3:g}, seeds {seeds}",
+            "finetune": f"{args.finetune_epochs} epoch(s), lr {args.lr / 3:g}, seeds {seeds}"
+                        + (", distilled from the baseline (alpha 0.5, T 4)" if args.distill else ""),
             "runtime": "onnxruntime 1 thread batch 1", "latency_table": table.to_dict(),
             "seconds": round(time.time() - began)}
     Path(args.out).write_text(json.dumps({"meta": meta, "rows": results}, indent=1, default=str))
