@@ -164,3 +164,42 @@ def test_min_fraction_is_a_floor_of_the_original_layers_not_compounded(trained, 
     after = next(m for m in outcome.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert [s["status"] for s in outcome.steps].count("accepted") >= 2
     assert after.out_channels == before // 2  # at the floor, and not below it
+
+
+def test_fingerprints_survive_new_default_fields_and_old_folders_resume(trained, digits,
+                                                                        tmp_path):
+    """A run folder is told apart by the settings that differ from their defaults, so a Target
+    field added later (at a default that keeps the old behaviour) does not orphan older folders;
+    a folder fingerprinted the older way (every field, the target's repr) still resumes."""
+    import dataclasses
+    import json
+
+    from leannet.iterative import RunSettings, _fingerprint
+
+    @dataclasses.dataclass
+    class LaterTarget(Target):  # a release that added one more option
+        future_option: float = 0.0
+
+    settings = RunSettings(steps=2, max_drop=1.0)
+    now = settings.fingerprint_fields(Target(macs=0.4))
+    assert settings.fingerprint_fields(LaterTarget(macs=0.4)) == now
+    assert settings.fingerprint_fields(LaterTarget(macs=0.4, future_option=1.0)) != now
+    assert settings.fingerprint_fields(Target(macs=0.4, latency_tradeoff=0.0)) != now
+
+    finetune, score = _callables(digits)
+    example = torch.randn(2, 1, 8, 8)
+    done = iterative_prune(trained, finetune, score, Target(macs=0.4), example, steps=2,
+                           max_drop=1.0, checkpoint_dir=tmp_path)
+    state_file = tmp_path / "state.json"
+    state = json.loads(state_file.read_text())
+    state["fingerprint"] = _fingerprint(trained, settings.fingerprint_fields(Target(macs=0.4),
+                                                                            legacy=True))
+    state_file.write_text(json.dumps(state))
+    again = iterative_prune(trained, finetune, score, Target(macs=0.4), example, steps=2,
+                            max_drop=1.0, checkpoint_dir=tmp_path, resume=True)
+    assert [s["metric"] for s in again.steps] == [s["metric"] for s in done.steps]
+    state["fingerprint"] = "0" * 16
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(LeannetError, match="holds a different run"):
+        iterative_prune(trained, finetune, score, Target(macs=0.4), example, steps=2,
+                        max_drop=1.0, checkpoint_dir=tmp_path, resume=True)

@@ -212,6 +212,20 @@ class RunState:
         return cls.from_dict(data, str(path))
 
 
+def _non_default(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields that differ from their defaults. Fingerprints are made of these, so
+    a field added in a later release (with a default that keeps the old behaviour) leaves the
+    fingerprint of an older run folder unchanged and `--resume` still finds it."""
+    kept = {}
+    for f in dataclasses.fields(obj):
+        default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                   else f.default)
+        value = getattr(obj, f.name)
+        if default is dataclasses.MISSING or value != default:
+            kept[f.name] = value
+    return kept
+
+
 def _fingerprint(model: nn.Module, settings: dict[str, Any]) -> str:
     """Identifies a run: the starting architecture and every setting that shapes the result."""
     config = getattr(model, "leannet_config", {"class": type(model).__name__})
@@ -263,12 +277,19 @@ class RunSettings:
             return dataclasses.replace(settings, **options) if options else settings
         return cls(**{k: v for k, v in options.items() if v is not None})
 
-    def fingerprint_fields(self, target: Any) -> dict[str, Any]:
-        """JSON-able view used to tell this run from another in the same folder."""
+    def fingerprint_fields(self, target: Any, legacy: bool = False) -> dict[str, Any]:
+        """JSON-able view used to tell this run from another in the same folder: the settings
+        and target fields that differ from their defaults (`legacy`: every field, and the
+        target's repr, as run folders before this rule recorded it)."""
         criterion = self.criterion if isinstance(self.criterion, str) else repr(self.criterion)
-        fields = dataclasses.asdict(self) | {"criterion": criterion, "target": repr(target)}
-        fields["max_drop"] = dict(self.max_drop) if isinstance(self.max_drop, Mapping) \
-            else self.max_drop
+        if legacy:
+            fields = dataclasses.asdict(self) | {"criterion": criterion, "target": repr(target)}
+        else:
+            fields = _non_default(self) | {"criterion": criterion, "target": (
+                _non_default(target) if dataclasses.is_dataclass(target) else repr(target))}
+        if "max_drop" in fields:
+            fields["max_drop"] = dict(self.max_drop) if isinstance(self.max_drop, Mapping) \
+                else self.max_drop
         return fields
 
 
@@ -301,6 +322,7 @@ class IterativeRun:
             raise LeannetError(f"criterion {name!r} is data-driven: pass calibrate= (a callable "
                                "that runs pruner.calibrate on validation data)")
         self.fingerprint = _fingerprint(model, settings.fingerprint_fields(target))
+        self._legacy_fingerprint = _fingerprint(model, settings.fingerprint_fields(target, True))
         self.state: RunState | None = None
         self._initial_graph: Any = None
 
@@ -329,7 +351,7 @@ class IterativeRun:
         if path is None or not path.is_file():
             return False
         state = RunState.read(path)
-        if state.fingerprint != self.fingerprint:
+        if state.fingerprint not in (self.fingerprint, self._legacy_fingerprint):
             raise LeannetError(f"{self.checkpoint_dir} holds a different run (another model, "
                                "target or settings); use a new --out folder or drop --resume")
         self.state = state
