@@ -197,15 +197,7 @@ def main() -> None:
     table = layer_latency_model(base, example, "onnxruntime", "int8", runs=20, rounds=2)
     print(f"latency table ({time.time() - began:.0f} s): {table.meta}", flush=True)
 
-    variants: dict[str, Any] = {}
-    for m in [float(v) for v in args.macs.split(",") if v]:
-        variants[f"leannet macs {m:g}"] = lambda m=m: leannet_prune(
-            base, example, Target(macs=m, round_to=args.round_to), table)
-        if args.uniform:  # like for like with Torch-Pruning's uniform ratio
-            variants[f"leannet macs {m:g} uniform"] = lambda m=m: leannet_prune(
-                base, example, Target(macs=m, round_to=args.round_to), table, uniform=True)
-        variants[f"Torch-Pruning macs {m:g}"] = lambda m=m: (
-            tp_prune(base, example, m, args.round_to), {})
+    variants: dict[str, Any] = {}  # latency-targeted first: the rows the script is for
     for f in [float(v) for v in args.latency.split(",") if v]:
         for t in [float(v) for v in args.tradeoffs.split(",") if v]:
             name = f"leannet latency {f:g}" + (f" tradeoff {t:g}" if t != 1 else "")
@@ -216,6 +208,14 @@ def main() -> None:
                     lambda f=f, t=t: depth_then_latency(base, example, args.depth_blocks, f, table,
                                                         calibration, args.round_to, t)
 
+    for m in [float(v) for v in args.macs.split(",") if v]:
+        variants[f"leannet macs {m:g}"] = lambda m=m: leannet_prune(
+            base, example, Target(macs=m, round_to=args.round_to), table)
+        if args.uniform:  # like for like with Torch-Pruning's uniform ratio
+            variants[f"leannet macs {m:g} uniform"] = lambda m=m: leannet_prune(
+                base, example, Target(macs=m, round_to=args.round_to), table, uniform=True)
+        variants[f"Torch-Pruning macs {m:g}"] = lambda m=m: (
+            tp_prune(base, example, m, args.round_to), {})
     if args.only:  # a subset of the variants, by name
         variants = {k: v for k, v in variants.items() if any(o in k for o in args.only.split(","))}
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -239,6 +239,9 @@ def main() -> None:
             row["val"].append(accuracy(model, data["val"]))
             row.setdefault("model", model)  # the first seed's model is the one timed
         rows[name] = row
+        partial = {k: {f: v for f, v in r.items() if f != "model"} for k, r in rows.items()}
+        Path(args.out).with_suffix(".partial.json").write_text(  # kept if the run is stopped
+            json.dumps(partial, indent=1, default=str))
         print(f"{name}: MACs {row['macs'] / rows['baseline']['macs']:.3f}, test "
               f"{mean_std(row['test']) if row['test'] else '-'} ({time.time() - began:.0f} s)",
               flush=True)
@@ -281,6 +284,7 @@ def main() -> None:
             "runtime": "onnxruntime 1 thread batch 1", "latency_table": table.to_dict(),
             "seconds": round(time.time() - began)}
     Path(args.out).write_text(json.dumps({"meta": meta, "rows": results}, indent=1, default=str))
+    Path(args.out).with_suffix(".partial.json").unlink(missing_ok=True)
     print(markdown(results))
 
 
