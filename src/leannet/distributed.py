@@ -257,9 +257,11 @@ def output_folder(path: str | os.PathLike, force: bool = False,
     """`files.output_folder` on rank 0; a private temporary folder on the others, so every rank
     runs the same code (checkpoints, state files) while only rank 0's output is kept. On resume
     the other ranks start from a copy of the run folder rank 0 resumes. At the end every rank
-    waits until rank 0 has put its folder in place."""
+    waits until rank 0 has put its folder in place. Rank 0 starts writing only once every rank
+    has its copy: a checkpoint written while another rank copied the folder broke the copy."""
     if not active() or is_main():
         with files.output_folder(Path(path), force, resume_marker) as work:
+            barrier()  # the other ranks copy a resumed folder before rank 0 writes in it
             yield work
         barrier()
         return
@@ -274,5 +276,6 @@ def output_folder(path: str | os.PathLike, force: bool = False,
             shutil.copytree(found, work)
         else:
             work.mkdir()
+        barrier()
         yield work
         barrier()
