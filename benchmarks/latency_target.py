@@ -65,9 +65,8 @@ def train(model, data: dict, epochs: int, lr: float, seed: int, teacher=None) ->
     cross-entropy + 0.5 KL at T = 4, leannet's `--distill` default)."""
     torch.manual_seed(seed)
     task = ClassificationTask()
-    example = next(iter(loader(data["val"], None)))[0][:2]
-    with (distilling(model, teacher, task, example, DistillConfig()) if teacher is not None
-          else nullcontext(task)) as loss:
+    with (distilling(model, teacher, task, next(iter(loader(data["val"], None)))[0][:2],
+                     DistillConfig()) if teacher is not None else nullcontext(task)) as loss:
         fit(model, loader(data["train"], seed), loader(data["val"], None), loss, epochs,
             optimizer="adamw", lr=lr, weight_decay=0.05, seed=seed, progress=False,
             restore_best=True)

@@ -322,7 +322,6 @@ class IterativeRun:
             raise LeannetError(f"criterion {name!r} is data-driven: pass calibrate= (a callable "
                                "that runs pruner.calibrate on validation data)")
         self.fingerprint = _fingerprint(model, settings.fingerprint_fields(target))
-        self._legacy_fingerprint = _fingerprint(model, settings.fingerprint_fields(target, True))
         self.state: RunState | None = None
         self._initial_graph: Any = None
 
@@ -351,7 +350,8 @@ class IterativeRun:
         if path is None or not path.is_file():
             return False
         state = RunState.read(path)
-        if state.fingerprint not in (self.fingerprint, self._legacy_fingerprint):
+        legacy = _fingerprint(self.model, self.settings.fingerprint_fields(self.target, True))
+        if state.fingerprint not in (self.fingerprint, legacy):
             raise LeannetError(f"{self.checkpoint_dir} holds a different run (another model, "
                                "target or settings); use a new --out folder or drop --resume")
         self.state = state

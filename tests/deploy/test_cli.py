@@ -102,3 +102,7 @@ def test_export_nms_refuses_a_classifier(digits_model, tmp_path, monkeypatch, ca
                        str(tmp_path / "n.onnx"))
     assert code == 2 and "--nms needs a YOLO detector" in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
+    code, _, err = cli(monkeypatch, capsys, "export", str(digits_model), "--conf", "0.5",
+                       "--out", str(tmp_path / "n.onnx"))  # an NMS option without --nms
+    assert code == 2 and "add --nms" in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())

@@ -60,6 +60,9 @@ def register(app: typer.Typer) -> None:
         if precision not in PRECISIONS:
             raise LeannetError(f"unknown precision {precision!r}; expected one of "
                                f"{', '.join(PRECISIONS)}")
+        if not nms and (conf, iou, max_det) != (0.25, 0.45, 100):
+            raise LeannetError("--conf, --iou and --max-det shape the NMS of --nms; add --nms "
+                               "(a detector's ONNX file) or drop them")
         if nms and format != "onnx":
             raise LeannetError(f"--nms works with --format onnx only; ExecuTorch has no NMS "
                                f"kernel, so a {format} file ends in the raw head maps")
@@ -130,46 +133,17 @@ def _deploy(model_dir: Path, runtime: str, precision: str, path: Path, data: str
 
 def _with_nms(model_dir: Path, path: Path, precision: str, opset: int, data: str | None,
               data_root: Path | None, nms: tuple[float, float, int]) -> dict:
-    """The detector's checked ONNX file (fp32 or int8), then decoding + NMS appended, the merged
-    file checked against torch's detections on real inputs and timed; staged, then renamed."""
-    import os
-    import tempfile
-
+    """A detector's ONNX file ending in decoding + NMS, checked on real inputs."""
     import torch
 
-    from leannet.deploy.matrix import deploy_one, timed
-    from leannet.deploy.nms import append_detections, check_detections, detections_head
-    from leannet.deploy.runtimes import get_runtime
-    from leannet.export import export_checked
-    from leannet.measure import time_latencies
+    from leannet.deploy.nms import deploy_with_detections, detections_head
     from leannet.models import model_input_shape
 
     model, check_inputs, calibration = _inputs(model_dir, precision, data, data_root)
     head = detections_head(model, *nms)  # a non-detector is refused before any work
-    example = torch.zeros(model_input_shape(model, 1))
-    if check_inputs is None:
-        check_inputs = torch.randn(8, *example.shape[1:], generator=torch.Generator().manual_seed(0))
-    staging = path.with_name(f".{path.stem}.staging-{os.getpid()}{path.suffix}")
-    with tempfile.TemporaryDirectory(prefix="leannet-export-") as tmp:
-        plain = Path(tmp) / "plain.onnx"
-        info = (export_checked(model, plain, tuple(example.shape), opset=opset)
-                if precision == "fp32" else
-                deploy_one(model, "onnxruntime", precision, plain, example, calibration=calibration,
-                           check_inputs=check_inputs, runs=20))
-        info.pop("latency", None)  # the raw head maps' file; the merged file is timed below
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            info.update(append_detections(plain, staging, model, head, example))
-            session = get_runtime("onnxruntime").load(staging, threads=1)
-            info["nms"]["check"] = check_detections(session, model, head, check_inputs, precision)
-            info["latency"] = time_latencies({0: timed(session, "onnxruntime", precision, example)},
-                                             threads=1, runs=20, rounds=1)[0].to_dict()
-            info["size_bytes"] = staging.stat().st_size
-            os.replace(staging, path)
-        finally:
-            staging.unlink(missing_ok=True)
-    info["path"] = str(path)
-    return info
+    return deploy_with_detections(model, path, precision, head,
+                                  torch.zeros(model_input_shape(model, 1)), opset=opset,
+                                  calibration=calibration, check_inputs=check_inputs)
 
 
 def _print(path: Path, info: dict) -> None:

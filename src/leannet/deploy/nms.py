@@ -20,12 +20,16 @@ import torch
 from onnx import compose
 from torch import nn
 
+from leannet.deploy.matrix import build_one, timed
+from leannet.deploy.runtimes import get_runtime
 from leannet.deploy.runtimes.base import Session
 from leannet.detect.decode import decode
 from leannet.detect.metrics import mean_average_precision
 from leannet.detect.postprocess import DETECTION_OUTPUTS, Detections
 from leannet.errors import LeannetError
-from leannet.export import flatten_outputs
+from leannet.export import export_checked, flatten_outputs
+from leannet.files import atomic_write
+from leannet.measure import time_latencies
 
 BOX_ATOL = 1e-3  # pixels: fp32 files reorder sums, nothing more
 FP32_AGREEMENT = 0.99  # mAP@0.5 of an fp32 file's detections against torch's
@@ -38,6 +42,34 @@ def detections_head(model: nn.Module, conf: float, iou: float, max_detections: i
     if spec is None:
         raise LeannetError("--nms needs a YOLO detector (the model has no detect_spec)")
     return Detections(spec, conf, iou, max_detections)
+
+
+def deploy_with_detections(model: nn.Module, path: Path, precision: str, head: Detections,
+                           example: torch.Tensor, *, opset: int = 17,
+                           calibration: list[torch.Tensor] | None = None,
+                           check_inputs: torch.Tensor | None = None) -> dict[str, Any]:
+    """The detector's checked ONNX file (fp32, or int8 from `calibration`), decoding + NMS
+    appended, the merged file checked against torch's detections on `check_inputs` (real images;
+    seeded noise when None) and timed at one thread; it appears at `path` only when all passed."""
+    if check_inputs is None:
+        check_inputs = torch.randn(8, *example.shape[1:], generator=torch.Generator().manual_seed(0))
+    with tempfile.TemporaryDirectory(prefix="leannet-nms-") as tmp:
+        plain = Path(tmp) / "plain.onnx"
+        info = (export_checked(model, plain, tuple(example.shape), opset=opset)
+                if precision == "fp32" else
+                build_one(model, "onnxruntime", precision, plain, example,
+                          calibration=calibration, check_inputs=check_inputs)[0])
+
+        def write(staging: str) -> None:
+            info.update(append_detections(plain, Path(staging), model, head, example))
+            session = get_runtime("onnxruntime").load(Path(staging), threads=1)
+            info["nms"]["check"] = check_detections(session, model, head, check_inputs, precision)
+            info["latency"] = time_latencies({0: timed(session, "onnxruntime", precision, example)},
+                                             threads=1, runs=20, rounds=1)[0].to_dict()
+            info["size_bytes"] = Path(staging).stat().st_size
+
+        atomic_write(path, write)
+    return {**info, "path": str(path)}
 
 
 def append_detections(plain: Path, path: Path, model: nn.Module, head: Detections,

@@ -51,14 +51,3 @@ class Detections(nn.Module):
         order = batched_nms(kept_boxes, picked, labels, self.iou)[:self.max_detections]
         return kept_boxes[order], picked[order], labels[order]
 
-
-class WithDetections(nn.Module):
-    """A YOLO model followed by `Detections`: image (1, C, S, S) in, final detections out."""
-
-    def __init__(self, model: nn.Module, head: Detections) -> None:
-        super().__init__()
-        self.model, self.head = model, head
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        outputs = self.model(x)
-        return self.head(*[outputs[key] for key in self.head.spec.keys])
